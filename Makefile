@@ -1,0 +1,58 @@
+# Two commands a learner needs:  make lab   and   make test
+# Both create the virtual environment on first use (python3 and make are all
+# a fresh Debian machine needs) and reinstall when the dependencies change.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM ?= /usr/bin/chromium
+PYTEST_ARGS ?=
+
+.PHONY: help install lab test test-fast chromium lock bench clean
+
+help:
+	@echo "make lab    - set up (first time) and open JupyterLab on the notebooks"
+	@echo "make test   - set up (first time) and run every test: unit, browser, notebooks"
+	@echo "make bench  - the benchmarks (mock API server, client framework)"
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.4"
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --no-deps -e .
+	touch $@
+
+install: $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives it; we never
+# download a browser of Playwright's own).
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) && $(CHROMIUM) --version
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
+
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the notebooks (quicker while developing).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m server.mockapi.bench
+	$(BIN)/python -m course.bench
+
+# Re-pin requirements.lock after changing pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
+	  --no-header --annotation-style line -o requirements.lock
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,372 @@
+"""Start the course's servers as separate processes, from a notebook or a test.
+
+A server runs in its own process so that memory and CPU measured in the
+notebook belong to the client alone. ``start_server`` launches
+``python -m <module> --host H --port P ...``, waits until the server answers,
+and registers it to be stopped when the Python process (the kernel) exits.
+
+Calling a ``start_*`` function twice is safe: if a server of the right kind
+already answers on that port it is reused, whether this process started it or
+not. Pass ``port=None`` to get a free port (tests do this so that parallel
+runs never fight over one port).
+
+    >>> api = start_mock_api()              # http://127.0.0.1:8080, the lesson's port
+    >>> api.url
+    'http://127.0.0.1:8080'
+    >>> api.stop()
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ServerHandle",
+    "ServerStartError",
+    "free_port",
+    "start_server",
+    "start_mock_api",
+    "start_messaging_app",
+    "stop_all",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+MOCK_API_PORT = 8080
+MESSAGING_PORT = 5000
+
+
+class ServerStartError(RuntimeError):
+    """A server did not come up; the message carries what it printed."""
+
+
+@dataclass
+class ServerHandle:
+    """A running server: where it answers and, if we started it, its process."""
+
+    name: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def owned(self) -> bool:
+        """True if this Python process started the server (and will stop it)."""
+        return self.process is not None
+
+    @property
+    def running(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return _answers(self.url + "/")
+
+    def output(self, last_lines: int = 40) -> str:
+        """The tail of what the server printed (only for servers we started)."""
+        return _tail(self.log_path, last_lines)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server if we started it; a reused server is left running."""
+        if self.process is None:
+            log.info("%s at %s was not started here; leaving it running", self.name, self.url)
+            return
+        _terminate(self.process, timeout)
+        _REGISTRY.pop((self.host, self.port), None)
+
+    def __repr__(self) -> str:
+        state = "running" if self.process is None or self.process.poll() is None else "stopped"
+        origin = "started here" if self.owned else "reused"
+        return f"<{self.name} {self.url} ({state}, {origin})>"
+
+
+# Servers this process started, keyed by (host, port). Process-wide on
+# purpose: they must be found again by a later cell and stopped at exit.
+_REGISTRY: dict[tuple[str, int], ServerHandle] = {}
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    name: str,
+    module: str,
+    args: Sequence[str] = (),
+    *,
+    host: str = DEFAULT_HOST,
+    port: int | None,
+    identify: Callable[[str], dict[str, Any] | None],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    reuse: bool = True,
+) -> ServerHandle:
+    """Run ``python -m module --host host --port port *args`` and wait for it.
+
+    ``identify(url)`` returns the server's self-description (a dict) when the
+    right kind of server answers at ``url``, else None. It decides both when a
+    new server is ready and whether an existing one can be reused.
+    ``port=None`` picks a free port.
+    """
+    if port is not None:
+        known = _REGISTRY.get((host, port))
+        if known is not None and known.process is not None and known.process.poll() is None:
+            return known
+        if reuse:
+            info = identify(f"http://{host}:{port}")
+            if info is not None:
+                log.info("reusing %s already answering at %s:%s", name, host, port)
+                return ServerHandle(name, host, port, None, None, info)
+        if _port_in_use(host, port):
+            raise ServerStartError(
+                f"Port {port} on {host} is taken by something that is not a {name}. "
+                f"Stop that program, or pass port=None to use a free port."
+            )
+
+    attempts = 3 if port is None else 1
+    last_error: ServerStartError | None = None
+    for _ in range(attempts):
+        chosen = port if port is not None else free_port(host)
+        try:
+            return _launch(name, module, args, host, chosen, identify, env, timeout)
+        except ServerStartError as exc:  # a free port can be taken before we bind it
+            last_error = exc
+            if "address already in use" not in str(exc).lower():
+                raise
+    assert last_error is not None
+    raise last_error
+
+
+def _launch(
+    name: str,
+    module: str,
+    args: Sequence[str],
+    host: str,
+    port: int,
+    identify: Callable[[str], dict[str, Any] | None],
+    env: Mapping[str, str] | None,
+    timeout: float,
+) -> ServerHandle:
+    log_file = tempfile.NamedTemporaryFile(
+        prefix=f"{name.replace(' ', '-')}-{port}-", suffix=".log", delete=False
+    )
+    cmd = [sys.executable, "-m", module, "--host", host, "--port", str(port), *args]
+    child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    # The servers must import from the same place as this process does
+    # (a source checkout run with PYTHONPATH, or an installed package).
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [_project_root(), child_env.get("PYTHONPATH", "")] if p
+    )
+    process = subprocess.Popen(
+        cmd,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=child_env,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    log_file.close()
+    handle = ServerHandle(name, host, port, process, Path(log_file.name))
+    url = handle.url
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise ServerStartError(
+                f"{name} exited with code {process.returncode} before answering at {url}.\n"
+                f"Command: {' '.join(cmd)}\nIts output:\n{handle.output()}"
+            )
+        info = identify(url)
+        if info is not None:
+            handle.info = info
+            _REGISTRY[(host, port)] = handle
+            return handle
+        if time.monotonic() > deadline:
+            _terminate(process, 3.0)
+            raise ServerStartError(
+                f"{name} did not answer at {url} within {timeout:.0f} s.\n"
+                f"Command: {' '.join(cmd)}\nIts output:\n{handle.output()}"
+            )
+        time.sleep(0.05)
+
+
+def stop_all() -> None:
+    """Stop every server this process started (runs at exit by itself)."""
+    for handle in list(_REGISTRY.values()):
+        handle.stop()
+
+
+atexit.register(stop_all)
+
+
+# -- the course's two servers ------------------------------------------------
+
+
+def _json_identity(path: str, kind: str) -> Callable[[str], dict[str, Any] | None]:
+    def identify(url: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(url + path, timeout=1.0) as response:
+                info = json.load(response)
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) and info.get("server") == kind else None
+
+    return identify
+
+
+def start_mock_api(
+    port: int | None = MOCK_API_PORT,
+    *,
+    host: str = DEFAULT_HOST,
+    items: int = 1000,
+    seed: int = 0,
+    scenario: Mapping[str, Any] | None = None,
+    reuse: bool = True,
+    timeout: float = 30.0,
+) -> ServerHandle:
+    """Start (or reuse) the mock items API: ``python -m server.mockapi``.
+
+    A reused server must have the same ``items`` and ``seed``; its counters
+    are reset and its scenario replaced by ``scenario`` (default: no faults),
+    so a notebook cell gives the same result on every run.
+    """
+    args = ["--items", str(items), "--seed", str(seed)]
+    if scenario:
+        args += ["--scenario", json.dumps(dict(scenario))]
+    handle = start_server(
+        "mock API",
+        "server.mockapi",
+        args,
+        host=host,
+        port=port,
+        identify=_json_identity("/_info", "mockapi"),
+        timeout=timeout,
+        reuse=reuse,
+    )
+    if handle.info.get("items") != items or handle.info.get("seed") != seed:
+        raise ServerStartError(
+            f"The mock API at {handle.url} serves items={handle.info.get('items')}, "
+            f"seed={handle.info.get('seed')}, not items={items}, seed={seed}. "
+            f"Stop it (or restart the kernel that started it), or pass port=None."
+        )
+    if not handle.owned:
+        _request("PUT", handle.url + "/_scenario", dict(scenario or {}))
+        _request("POST", handle.url + "/_reset", None)
+    return handle
+
+
+def start_messaging_app(
+    port: int | None = MESSAGING_PORT,
+    *,
+    host: str = DEFAULT_HOST,
+    database_url: str | None = None,
+    config: Mapping[str, str] | None = None,
+    reuse: bool = True,
+    timeout: float = 30.0,
+) -> ServerHandle:
+    """Start (or reuse) the Flask messaging app: ``python -m server.messaging``.
+
+    ``database_url`` is any SQLAlchemy URL (default: the app's SQLite file);
+    ``config`` entries are passed as environment variables (e.g.
+    ``{"NOTIFY_POLL_INTERVAL_MS": "200"}``).
+    """
+    env = dict(config or {})
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return start_server(
+        "messaging app",
+        "server.messaging",
+        host=host,
+        port=port,
+        identify=_json_identity("/healthz", "messaging"),
+        env=env,
+        timeout=timeout,
+        reuse=reuse,
+    )
+
+
+# -- plumbing -----------------------------------------------------------------
+
+
+def _request(method: str, url: str, body: Any) -> None:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5.0):
+            pass
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise ServerStartError(f"{method} {url} answered {exc.code}: {detail}") from exc
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+def _tail(path: Path | None, last_lines: int) -> str:
+    if path is None or not path.exists():
+        return "(no output recorded)"
+    lines = path.read_text(errors="replace").splitlines()
+    return "\n".join(lines[-last_lines:]) or "(no output)"
+
+
+def _project_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: ask the kernel to SIGTERM the server if its parent dies."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass

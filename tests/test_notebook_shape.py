@@ -1,0 +1,60 @@
+"""Every lesson notebook has the course's shape (nbval checks the outputs separately)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IGNORE_MARKERS = ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION")
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def notebook(request):
+    return request.param, nbformat.read(request.param, as_version=4)
+
+
+def test_committed_executed_top_to_bottom_without_errors(notebook):
+    path, nb = notebook
+    counts = [c.execution_count for c in _code_cells(nb)]
+    assert None not in counts, f"{path.name}: some code cells were never executed"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: not run top to bottom on a fresh kernel"
+    errors = [o for c in _code_cells(nb) for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name}: committed with error outputs"
+
+
+def test_every_cell_has_slide_metadata(notebook):
+    path, nb = notebook
+    missing = [i for i, c in enumerate(nb.cells) if "slide_type" not in c.metadata.get("slideshow", {})]
+    assert not missing, f"{path.name}: cells {missing} have no slideshow.slide_type"
+
+
+def test_at_most_15_percent_of_code_cells_ignore_output(notebook):
+    path, nb = notebook
+    code = _code_cells(nb)
+    ignored = [c for c in code if any(m in c.source for m in IGNORE_MARKERS)]
+    assert len(ignored) <= 0.15 * len(code), f"{path.name}: {len(ignored)}/{len(code)} cells ignored"
+
+
+def test_opens_with_objectives_and_time_and_closes_with_a_link(notebook):
+    path, nb = notebook
+    first, last = nb.cells[0], nb.cells[-1]
+    assert first.cell_type == "markdown" and first.source.lstrip().startswith("# ")
+    text = first.source.lower()
+    assert "objective" in text or "you will" in text, f"{path.name}: first cell states no objectives"
+    assert "minutes" in text, f"{path.name}: first cell states no time needed"
+    assert last.cell_type == "markdown" and ".ipynb" in last.source, f"{path.name}: last cell links nowhere"
+    for target in _links(last.source):
+        assert (path.parent / target).exists(), f"{path.name}: links to missing {target}"
+
+
+def _links(markdown: str) -> list[str]:
+    import re
+
+    return [m for m in re.findall(r"\(([^)\s]+\.ipynb)\)", markdown)]
