@@ -71,12 +71,17 @@ class Outcome:
 
 @dataclass
 class Exercise:
-    """One exercise. ``answer`` is the reference answer CI checks against."""
+    """One exercise.
+
+    ``answer`` is the reference answer and ``wrong_answers`` are plausible
+    mistakes; CI checks that the first passes and every one of the others fails.
+    """
 
     name: str
     checker: Callable[[Any], Any]
     hint_text: str
     answer: Any
+    wrong_answers: tuple[Any, ...] = ()
     solution_code: str | None = None
     success: str = "well done."
 
