@@ -72,9 +72,9 @@ class MockState:
 
 
 STATE = web.AppKey("mockapi_state", MockState)
-# Where the middleware leaves the request's Stats for the item handler
-# (a typed web.RequestKey on recent aiohttp, a plain string on older ones).
 _NO_ROUTE = "no-route"
+# Where ``_public`` leaves the request's Stats for the item handler
+# (a typed web.RequestKey on recent aiohttp, a plain string on older ones).
 _STATS = web.RequestKey("mockapi_stats", Stats) if hasattr(web, "RequestKey") else "mockapi.stats"
 
 
