@@ -89,10 +89,10 @@ def test_reuses_a_server_started_elsewhere_and_leaves_it_running():
                 assert time.monotonic() < deadline and outside.poll() is None, "outside server did not start"
                 time.sleep(0.1)
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
-        handle = start_mock_api(port=port, items=30, scenario={"seed": 4})
-        assert _get(handle.url + "/_stats")["requests"] == 0  # reset on reuse
-        assert _get(handle.url + "/_scenario")["seed"] == 4
-        assert not handle.owned and handle.running
+        handle = start_mock_api(port=port, items=30, scenario={"drop_rate": 1.0})
+        assert not handle.owned and handle.running  # asks a control route: never dropped...
+        assert _get(handle.url + "/_stats")["requests"] == 0  # ...nor counted; and reset on reuse
+        assert _get(handle.url + "/_scenario")["drop_rate"] == 1.0
         assert handle.info["pid"] == outside.pid
         handle.stop()
         assert outside.poll() is None and handle.running  # not ours to stop
