@@ -185,3 +185,11 @@ async def test_wrong_method_on_a_control_route_is_405(client):
     response = await client.delete("/_scenario")
     assert response.status == 405
     assert {"GET", "PUT"} <= set(response.headers["Allow"].split(", "))
+
+
+def test_warm_and_lazy_emails_are_the_same():
+    from server.mockapi.emails import EmailBook
+
+    warm, lazy = EmailBook(seed=4), EmailBook(seed=4)
+    warm.warm(30)
+    assert [lazy.body(i) for i in reversed(range(30))] == [warm.body(i) for i in reversed(range(30))]
