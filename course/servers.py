@@ -48,8 +48,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
-MOCK_API_PORT = 8080
-MESSAGING_PORT = 5000
+# The lesson's ports. An environment variable moves them, e.g. when two
+# courses (or two maintainers executing notebooks) share one machine.
+MOCK_API_PORT = int(os.environ.get("COURSE_MOCK_API_PORT", "8080"))
+MESSAGING_PORT = int(os.environ.get("COURSE_MESSAGING_PORT", "5000"))
 
 
 class ServerStartError(RuntimeError):
