@@ -22,6 +22,10 @@ Configuration, from environment variables (or ``create_app(overrides)``):
                              without being woken (default 5; see ``hub``)
 ``SSE_HEARTBEAT_SECONDS``    idle time before a keep-alive comment (default 15)
 ``SSE_RETRY_MS``             reconnection delay told to EventSource (default 2000)
+``MAX_WAITING_REQUESTS``     how many long polls and streams may wait at once;
+                             more get 503 + Retry-After (default: unlimited,
+                             and ``--threads`` minus a reserve when served by
+                             ``python -m server.messaging``)
 ``PASSWORD_HASH_METHOD``     werkzeug hash method (default ``scrypt``; tests and
                              load tests may pick a cheaper ``pbkdf2:sha256:1000``)
 ``MESSAGING_THREADS``        default of ``--threads`` (64)
@@ -60,6 +64,7 @@ _DEFAULTS: dict[str, Any] = {
     "SSE_HEARTBEAT_SECONDS": 15.0,
     "SSE_RETRY_MS": 2000,
     "PASSWORD_HASH_METHOD": "scrypt",
+    "MAX_WAITING_REQUESTS": 0,  # 0: no limit
 }
 
 
@@ -117,7 +122,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
     bootstrap.init_app(app)
-    app.extensions["notification_hub"] = NotificationHub()
+    app.extensions["notification_hub"] = NotificationHub(app.config["MAX_WAITING_REQUESTS"] or None)
 
     from . import api, auth, main  # the blueprints import the models
 

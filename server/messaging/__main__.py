@@ -6,6 +6,8 @@
 The server is waitress, a production WSGI server with a pool of threads:
 each long poll or event stream holds one thread while it waits, so
 ``--threads`` must exceed the number of clients that hold one at a time.
+Past ``--threads`` minus a reserve (``MAX_WAITING_REQUESTS``), waiting
+requests are refused with 503 so pages and sends still get a thread.
 Waitress sends streamed output as soon as it is written (``send_bytes=1``),
 so Server-Sent Events reach the browser at once.
 """
@@ -42,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app()
+    overrides = {}
+    if "MAX_WAITING_REQUESTS" not in os.environ:
+        # Keep threads free for pages and sends however many clients wait.
+        overrides["MAX_WAITING_REQUESTS"] = max(1, args.threads - max(4, args.threads // 8))
+    app = create_app(overrides)
 
     if args.command == "seed-demo":
         report = seed_demo(app, users=args.users, messages=args.messages, seed=args.seed)
@@ -54,7 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from waitress import serve
 
-    log.info("messaging app on http://%s:%s with %d threads", args.host, args.port, args.threads)
+    log.info(
+        "messaging app on http://%s:%s with %d threads, at most %s waiting requests",
+        args.host,
+        args.port,
+        args.threads,
+        app.config["MAX_WAITING_REQUESTS"] or "unlimited",
+    )
     serve(
         app,
         host=args.host,

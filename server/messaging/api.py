@@ -13,6 +13,10 @@ All three deliver the same objects, ``Notification.to_dict()``::
   notification, its ``id:`` the cursor; a reconnecting browser sends
   ``Last-Event-ID`` and resumes after it. Comments keep idle streams alive.
 
+A server has a limited number of threads, and each waiting request holds
+one: past ``MAX_WAITING_REQUESTS`` waiting requests, the two waiting
+endpoints answer ``503`` with ``Retry-After`` (clients back off and retry).
+
 Without a session every endpoint answers ``401`` with a JSON error (a script
 cannot do anything useful with the login page a redirect would give it); a
 bad ``since``/``after``/``timeout`` is a ``400`` with a JSON error.
@@ -72,13 +76,29 @@ def notifications() -> Response:
     return jsonify([n.to_dict() for n in rows])
 
 
+def _server_busy() -> tuple[Response, int, dict[str, str]]:
+    return (
+        jsonify(error="too many clients are waiting for notifications; retry shortly"),
+        503,
+        {"Retry-After": "2"},
+    )
+
+
 @bp.route("/notifications/wait")
 @json_login_required
-def wait_for_notifications() -> Response:
+def wait_for_notifications() -> Response | tuple[Response, int, dict[str, str]]:
     since, after = _cursor_params()
     limit = current_app.config["LONG_POLL_TIMEOUT"]
     timeout = _number("timeout", request.args.get("timeout"), default=limit, low=0.0, high=limit)
-    user_id: int = current_user.id
+    if not hub().take_seat():
+        return _server_busy()
+    try:
+        return _wait(current_user.id, since, after, timeout)
+    finally:
+        hub().leave_seat()
+
+
+def _wait(user_id: int, since: float | None, after: int | None, timeout: float) -> Response:
     recheck = current_app.config["NOTIFY_RECHECK_SECONDS"]
     deadline = time.monotonic() + timeout
     while True:
@@ -98,10 +118,12 @@ def wait_for_notifications() -> Response:
 
 @bp.route("/notifications/stream")
 @json_login_required
-def stream_notifications() -> Response:
+def stream_notifications() -> Response | tuple[Response, int, dict[str, str]]:
     after = _integer("Last-Event-ID", request.headers.get("Last-Event-ID"))
     if after is None:
         after = _integer("after", request.args.get("after"))
+    if not hub().take_seat():
+        return _server_busy()
     config = current_app.config
     events = _event_stream(
         current_user.id,
@@ -110,11 +132,15 @@ def stream_notifications() -> Response:
         recheck=config["NOTIFY_RECHECK_SECONDS"],
         retry_ms=config["SSE_RETRY_MS"],
     )
-    return Response(
+    response = Response(
         stream_with_context(events),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    # The WSGI server closes the response when the stream ends or the client
+    # goes away (noticed at the next write: a keep-alive at the latest).
+    response.call_on_close(hub().leave_seat)
+    return response
 
 
 def _event_stream(

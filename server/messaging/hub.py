@@ -26,11 +26,27 @@ __all__ = ["NotificationHub"]
 
 
 class NotificationHub:
-    """Per-user change counters and a condition to wait for them to move."""
+    """Per-user change counters and a condition to wait for them to move.
 
-    def __init__(self) -> None:
+    ``max_waiting`` caps how many requests may wait at once (``None``: no
+    cap). In a threaded server each waiting long poll or event stream holds
+    a worker thread; keeping some threads free lets pages load and messages
+    be sent while many clients wait.
+    """
+
+    def __init__(self, max_waiting: int | None = None) -> None:
         self._changed = threading.Condition()
         self._generation: dict[int, int] = {}
+        self._seats = None if max_waiting is None else threading.BoundedSemaphore(max_waiting)
+
+    def take_seat(self) -> bool:
+        """Reserve a place for one waiting request; False when all are taken."""
+        return self._seats is None or self._seats.acquire(blocking=False)
+
+    def leave_seat(self) -> None:
+        """Give back a place taken with ``take_seat``."""
+        if self._seats is not None:
+            self._seats.release()
 
     def generation(self, user_id: int) -> int:
         """A number that changes whenever ``publish`` is called for the user.

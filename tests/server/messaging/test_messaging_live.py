@@ -235,3 +235,38 @@ def test_idle_event_stream_sends_keep_alive_comments(live_server):
 def test_event_stream_without_a_session_is_401(live_server):
     answer = requests.get(live_server.url + "/notifications/stream", timeout=TIMEOUT)
     assert answer.status_code == 401
+
+
+# -- a bounded number of waiting requests ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_seat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    folder = tmp_path_factory.mktemp("one-seat")
+    handle = start_messaging_app(
+        port=None,
+        database_url=f"sqlite:///{folder / 'messaging.db'}",
+        config={**LIVE_CONFIG, "MAX_WAITING_REQUESTS": "1", "MESSAGING_INSTANCE_PATH": str(folder)},
+        reuse=False,
+    )
+    yield handle
+    handle.stop()
+
+
+def test_waiting_requests_beyond_the_limit_get_503_and_pages_still_work(one_seat_server):
+    alice, bob = pair(one_seat_server)
+    with bob.get("/notifications/stream", stream=True) as holding:  # takes the only seat
+        EventReader(holding).next_block()
+        busy = bob.get("/notifications/wait?after=0&timeout=1")
+        assert busy.status_code == 503 and busy.headers["Retry-After"]
+        assert bob.get("/notifications/stream").status_code == 503
+        assert alice.send(bob.username, "still works").status_code == 302
+        assert bob.get("/notifications").status_code == 200
+    # The closed stream's seat comes back once the server notices (next keep-alive).
+    for _ in range(100):
+        answer = bob.get("/notifications/wait?after=0&timeout=0")
+        if answer.status_code == 200:
+            break
+        time.sleep(0.2)
+    assert answer.status_code == 200
+    assert [n["data"] for n in answer.json()] == [1]
