@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
-from yarl import URL
 
 __all__ = [
     "Notification",
@@ -143,16 +142,12 @@ async def _form_token(session: aiohttp.ClientSession, url: str) -> str:
     match = _CSRF.search(html)
     if match is None:
         raise NotifyError(f"{url} has no form with a CSRF token; is this the messaging app?")
-    if not _has_session_cookie(session, url):
+    if not any(cookie.key == "session" for cookie in session.cookie_jar):
         raise LoginFailed(
             "the session cookie was refused, so the CSRF token cannot work: create the "
             "session with course.notify.client_session() (cookie_jar=aiohttp.CookieJar(unsafe=True))"
         )
     return match.group(1)
-
-
-def _has_session_cookie(session: aiohttp.ClientSession, url: str) -> bool:
-    return "session" in session.cookie_jar.filter_cookies(URL(url))
 
 
 async def _submit(

@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         connection_limit=max(1000, 4 * args.threads),
         asyncore_use_poll=True,  # select() stops at 1024 descriptors
         channel_timeout=300,
+        # Keep reading while a request runs, so a waiting long poll or stream
+        # notices its client hung up (environ["waitress.client_disconnected"]).
+        channel_request_lookahead=4,
         ident="messaging",
     )
     return 0

@@ -41,6 +41,8 @@ from .models import Notification, User, notifications_after
 
 bp = Blueprint("api", __name__)
 
+DISCONNECT_CHECK_SECONDS = 1.0
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -100,6 +102,7 @@ def wait_for_notifications() -> Response | tuple[Response, int, dict[str, str]]:
 
 def _wait(user_id: int, since: float | None, after: int | None, timeout: float) -> Response:
     recheck = current_app.config["NOTIFY_RECHECK_SECONDS"]
+    gone = _client_gone_check()
     deadline = time.monotonic() + timeout
     while True:
         seen = hub().generation(user_id)
@@ -110,10 +113,25 @@ def _wait(user_id: int, since: float | None, after: int | None, timeout: float) 
         else:
             rows = user.notifications_since(since if since is not None else 0.0)
         remaining = deadline - time.monotonic()
-        if rows or remaining <= 0:
+        if rows or remaining <= 0 or gone():
             return jsonify([n.to_dict() for n in rows])
         db.session.rollback()  # hold no transaction or connection while waiting
-        hub().wait(user_id, seen, min(remaining, recheck))
+        _sleep_until_changed(user_id, seen, min(remaining, recheck), gone)
+
+
+def _client_gone_check() -> Callable[[], bool]:
+    """waitress tells a request whether its client hung up (with
+    ``channel_request_lookahead`` > 0); other servers: assume it is there."""
+    return request.environ.get("waitress.client_disconnected", lambda: False)
+
+
+def _sleep_until_changed(user_id: int, seen: int, timeout: float, gone: Callable[[], bool]) -> None:
+    """Wait for the hub, waking every second to let a departed client's thread go."""
+    deadline = time.monotonic() + timeout
+    while not gone():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or hub().wait(user_id, seen, min(remaining, DISCONNECT_CHECK_SECONDS)):
+            return
 
 
 @bp.route("/notifications/stream")
@@ -128,6 +146,7 @@ def stream_notifications() -> Response | tuple[Response, int, dict[str, str]]:
     events = _event_stream(
         current_user.id,
         after or 0,
+        gone=_client_gone_check(),
         heartbeat=config["SSE_HEARTBEAT_SECONDS"],
         recheck=config["NOTIFY_RECHECK_SECONDS"],
         retry_ms=config["SSE_RETRY_MS"],
@@ -144,11 +163,17 @@ def stream_notifications() -> Response | tuple[Response, int, dict[str, str]]:
 
 
 def _event_stream(
-    user_id: int, after: int, *, heartbeat: float, recheck: float, retry_ms: int
+    user_id: int,
+    after: int,
+    *,
+    gone: Callable[[], bool],
+    heartbeat: float,
+    recheck: float,
+    retry_ms: int,
 ) -> Iterator[str]:
     yield f"retry: {retry_ms}\n\n"
     last_sent = time.monotonic()
-    while True:
+    while not gone():
         seen = hub().generation(user_id)
         rows: list[Notification] = notifications_after(user_id, after)
         events = [(n.seq, json.dumps(n.to_dict())) for n in rows]
@@ -162,7 +187,7 @@ def _event_stream(
             yield ": keep-alive\n\n"  # also how a closed connection is noticed
             last_sent = time.monotonic()
             idle = 0.0
-        hub().wait(user_id, seen, min(heartbeat - idle, recheck))
+        _sleep_until_changed(user_id, seen, min(heartbeat - idle, recheck), gone)
 
 
 def _cursor_params() -> tuple[float | None, int | None]:

@@ -224,6 +224,18 @@ def test_event_stream_resumes_after_last_event_id(live_server):
     assert next_id > first_id and note["data"] == 2
 
 
+def test_a_long_poll_whose_client_hung_up_frees_its_seat(one_seat_server):
+    _, bob = pair(one_seat_server)
+    with pytest.raises(requests.ReadTimeout):
+        bob.get("/notifications/wait?after=0&timeout=60", timeout=(5, 0.5))  # gives up after 0.5 s
+    for _ in range(200):  # up to ~20 s; without the hang-up check the seat stays taken 60 s
+        answer = bob.get("/notifications/wait?after=0&timeout=0")
+        if answer.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert answer.status_code == 200
+
+
 def test_idle_event_stream_sends_keep_alive_comments(live_server):
     _, bob = pair(live_server)
     with bob.get("/notifications/stream", stream=True) as response:
@@ -246,7 +258,12 @@ def one_seat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     handle = start_messaging_app(
         port=None,
         database_url=f"sqlite:///{folder / 'messaging.db'}",
-        config={**LIVE_CONFIG, "MAX_WAITING_REQUESTS": "1", "MESSAGING_INSTANCE_PATH": str(folder)},
+        config={
+            **LIVE_CONFIG,
+            "MAX_WAITING_REQUESTS": "1",
+            "LONG_POLL_TIMEOUT": "60",
+            "MESSAGING_INSTANCE_PATH": str(folder),
+        },
         reuse=False,
     )
     yield handle
@@ -256,13 +273,14 @@ def one_seat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 def test_waiting_requests_beyond_the_limit_get_503_and_pages_still_work(one_seat_server):
     alice, bob = pair(one_seat_server)
     with bob.get("/notifications/stream", stream=True) as holding:  # takes the only seat
-        EventReader(holding).next_block()
+        reader = EventReader(holding)  # keep it: dropping it closes the connection
+        reader.next_block()
         busy = bob.get("/notifications/wait?after=0&timeout=1")
         assert busy.status_code == 503 and busy.headers["Retry-After"]
         assert bob.get("/notifications/stream").status_code == 503
         assert alice.send(bob.username, "still works").status_code == 302
         assert bob.get("/notifications").status_code == 200
-    # The closed stream's seat comes back once the server notices (next keep-alive).
+    # The closed stream's seat comes back once the server notices the hang-up.
     for _ in range(100):
         answer = bob.get("/notifications/wait?after=0&timeout=0")
         if answer.status_code == 200:
