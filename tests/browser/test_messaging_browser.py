@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, Route, expect
 
-from conftest import POLL_INTERVAL_MS, login_page, register
+from browser_helpers import POLL_INTERVAL_MS, login_page, register
 
 pytestmark = pytest.mark.browser
 

@@ -17,7 +17,7 @@ from server.messaging import create_app
 from server.messaging.extensions import db
 from server.messaging.models import User
 
-from conftest import FAST_HASH, LIVE_CONFIG, csrf_token
+from messaging_helpers import FAST_HASH, LIVE_CONFIG, csrf_token
 
 TIMEOUT = (5, 15)  # connect, read (seconds): generous, the machine is shared
 

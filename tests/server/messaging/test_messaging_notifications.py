@@ -17,7 +17,7 @@ from server.messaging.extensions import db
 from server.messaging.inbox import send_message
 from server.messaging.models import Message, Notification, User
 
-from conftest import user
+from messaging_helpers import user
 
 
 def _add(app, username: str, name: str, data) -> int:

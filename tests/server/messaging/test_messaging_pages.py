@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from server.messaging.extensions import db
 from server.messaging.models import Message, Notification
 
-from conftest import FormClient, user
+from messaging_helpers import csrf_token, user
 
 
 def _count(app: Flask, model: type) -> int:
@@ -52,7 +52,6 @@ def test_login_with_a_wrong_password_is_refused(alice, make_client):
 def test_login_does_not_redirect_to_another_site(alice, make_client):
     client = make_client()
     page = client.client.get("/auth/login?next=https://evil.example/")
-    from conftest import csrf_token
 
     answer = client.client.post(
         "/auth/login?next=https://evil.example/",
@@ -99,7 +98,6 @@ def test_sending_stores_the_message_flashes_and_redirects_to_the_profile(app, al
 def test_unknown_recipient_is_404(app, alice):
     assert alice.get("/send_message/nobody").status_code == 404
     token_page = alice.get("/send_message/bob")
-    from conftest import csrf_token
 
     answer = alice.client.post(
         "/send_message/nobody", data={"message": "hi", "csrf_token": csrf_token(token_page.text)}
