@@ -93,7 +93,8 @@ async def test_polling_backs_off_while_the_server_fails(browser, server):
     await asyncio.sleep(8 * POLL_INTERVAL_MS / 1000)
     # A fixed interval would have sent ~8 requests; doubling delays (1, 2, 4 s) send ~4.
     assert 1 <= failures <= 5, failures
-    assert await page.evaluate("window.notifyState.failures") == failures
+    counted = await page.evaluate("window.notifyState.failures")
+    assert counted in (failures - 1, failures)  # the last answer may still be on its way
 
 
 async def test_polling_pauses_while_the_tab_is_hidden(browser, server):
