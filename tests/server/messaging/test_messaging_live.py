@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -123,6 +124,7 @@ def test_the_lesson_flow_over_http(live_server):
     answer = alice.send(bob.username, "over the wire")
     assert answer.status_code == 302 and answer.headers["Location"] == f"/user/{bob.username}"
     assert [n["data"] for n in bob.get("/notifications").json()] == [1]
+    assert alice.username in bob.get("/").text
     page = bob.get("/messages")
     assert "over the wire" in page.text
     assert [n["data"] for n in bob.get("/notifications").json()] == [0]
@@ -288,3 +290,56 @@ def test_waiting_requests_beyond_the_limit_get_503_and_pages_still_work(one_seat
         time.sleep(0.2)
     assert answer.status_code == 200
     assert [n["data"] for n in answer.json()] == [1]
+
+
+# -- concurrency over HTTP ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_twenty_concurrent_senders_over_http_leave_one_row_counting_all(live_server):
+    """20 users send 50 messages each at once through waitress' threads; a long-polling
+    reader sees the count rise, never repeat or go back, and end at 1000."""
+    from course import notify
+
+    senders, each = 20, 50
+    url = live_server.url
+    reader = notify.client_session()
+    reader_name = f"target{next(_names)}"
+    await notify.register(reader, url, reader_name, "pw")
+    await notify.login(reader, url, reader_name, "pw")
+    sessions = []
+    for i in range(senders):
+        session = notify.client_session()
+        name = f"crowd{next(_names)}"
+        await notify.register(session, url, name, "pw")
+        await notify.login(session, url, name, "pw")
+        sessions.append(session)
+
+    seen: list[notify.Notification] = []
+    finished = asyncio.Event()
+
+    def on_notification(note: notify.Notification) -> None:
+        seen.append(note)
+        if note.data == senders * each:
+            finished.set()
+
+    follower = asyncio.create_task(notify.long_poll(reader, url, on_notification, wait=5))
+
+    async def send_all(session) -> None:  # type: ignore[no-untyped-def]
+        for i in range(each):
+            await notify.send_message(session, url, reader_name, f"number {i}")
+
+    try:
+        await asyncio.gather(*(send_all(s) for s in sessions))
+        await asyncio.wait_for(finished.wait(), 60)
+        async with reader.get(f"{url}/notifications?since=0") as response:
+            rows = await response.json()
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        for session in [reader, *sessions]:
+            await session.close()
+    assert [(r["name"], r["data"]) for r in rows] == [("unread_message_count", senders * each)]
+    ids, counts = [n.id for n in seen], [n.data for n in seen]
+    assert ids == sorted(set(ids)) and counts == sorted(set(counts))
+    assert counts[-1] == senders * each
