@@ -71,11 +71,14 @@ def json_login_required(view: F) -> F:
 @json_login_required
 def notifications() -> Response:
     since, after = _cursor_params()
+    return jsonify([n.to_dict() for n in _newer(current_user, since, after)])
+
+
+def _newer(user: User, since: float | None, after: int | None) -> list[Notification]:
+    """By cursor when ``after`` is given, else by the lesson's timestamp."""
     if after is not None:
-        rows = current_user.notifications_after(after)
-    else:
-        rows = current_user.notifications_since(since if since is not None else 0.0)
-    return jsonify([n.to_dict() for n in rows])
+        return user.notifications_after(after)
+    return user.notifications_since(since if since is not None else 0.0)
 
 
 def _server_busy() -> tuple[Response, int, dict[str, str]]:
@@ -106,12 +109,7 @@ def _wait(user_id: int, since: float | None, after: int | None, timeout: float) 
     deadline = time.monotonic() + timeout
     while True:
         seen = hub().generation(user_id)
-        user = db.session.get(User, user_id)
-        assert user is not None
-        if after is not None:
-            rows = user.notifications_after(after)
-        else:
-            rows = user.notifications_since(since if since is not None else 0.0)
+        rows = _newer(db.session.get(User, user_id), since, after)
         remaining = deadline - time.monotonic()
         if rows or remaining <= 0 or gone():
             return jsonify([n.to_dict() for n in rows])
@@ -156,8 +154,8 @@ def stream_notifications() -> Response | tuple[Response, int, dict[str, str]]:
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-    # The WSGI server closes the response when the stream ends or the client
-    # goes away (noticed at the next write: a keep-alive at the latest).
+    # The WSGI server closes the response when the stream ends: the client
+    # went away (noticed within a second, or at the next write) or it failed.
     response.call_on_close(hub().leave_seat)
     return response
 

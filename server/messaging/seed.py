@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from pathlib import Path
+from typing import Any
+
 from flask import Flask
 from sqlalchemy import select
 
@@ -12,7 +15,7 @@ from .extensions import db
 from .inbox import send_message
 from .models import User
 
-__all__ = ["DEMO_PASSWORD", "SeedReport", "seed_demo"]
+__all__ = ["DEMO_PASSWORD", "SeedReport", "seed_demo", "seed_database"]
 
 DEMO_PASSWORD = "password"
 
@@ -60,3 +63,24 @@ def seed_demo(app: Flask, users: int = 5, messages: int = 20, seed: int = 0) -> 
             body = " ".join(rng.choices(_WORDS, k=rng.randint(3, 10))).capitalize() + "."
             send_message(by_name[sender], by_name[recipient], body)
     return SeedReport(names, DEMO_PASSWORD, created, messages)
+
+
+def seed_database(database_url: str, users: int = 5, messages: int = 20, **config: Any) -> SeedReport:
+    """``seed_demo`` on the database a running server uses, from another process
+    (e.g. a notebook): ``seed_database(f"sqlite:///{path}")``.
+
+    The server's waiting long polls and streams are not woken by these writes
+    (they happen in this process); they see them at their next database
+    re-check (``NOTIFY_RECHECK_SECONDS``).
+    """
+    from . import create_app
+
+    overrides = {"SQLALCHEMY_DATABASE_URI": database_url, **config}
+    if database_url.startswith("sqlite:///") and "INSTANCE_PATH" not in overrides:
+        overrides["INSTANCE_PATH"] = str(Path(database_url.removeprefix("sqlite:///")).resolve().parent)
+    app = create_app(overrides)
+    try:
+        return seed_demo(app, users=users, messages=messages)
+    finally:
+        with app.app_context():
+            db.engine.dispose()

@@ -94,3 +94,15 @@ def test_seed_demo_command_prints_the_password(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "user1, user2" in done.stdout and "'password'" in done.stdout
     assert (tmp_path / "messaging.db").exists()
+
+
+def test_seed_database_fills_the_database_a_server_uses(tmp_path):
+    from server.messaging.seed import seed_database
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    report = seed_database(url, users=2, messages=3, PASSWORD_HASH_METHOD="pbkdf2:sha256:1000")
+    assert report.messages_sent == 3
+    app = create_app({**app_config(tmp_path), "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 2
+        db.engine.dispose()
