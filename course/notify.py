@@ -116,7 +116,11 @@ class MessageRejected(NotifyError):
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection trouble, 5xx)."""
+    """A failure worth retrying (connection trouble, 5xx), maybe after a given pause."""
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # -- sessions and forms ----------------------------------------------------------------------
@@ -233,7 +237,9 @@ def _check(response: aiohttp.ClientResponse, url: str) -> None:
     if response.status == 401:
         raise NotLoggedIn(f"{url} answered 401: the session is not logged in; call login()")
     if response.status >= 500:
-        raise _Transient(f"{url} answered {response.status}")
+        retry_after = response.headers.get("Retry-After", "")
+        pause = float(retry_after) if retry_after.isdigit() else 0.0
+        raise _Transient(f"{url} answered {response.status}", retry_after=pause)
     if response.status != 200:
         raise NotifyError(f"{url} answered {response.status}")
 
@@ -250,7 +256,7 @@ async def _retrying(
         except _Transient as exc:
             failures += 1
             counters.errors += 1
-            pause = backoff.delay(failures)
+            pause = max(backoff.delay(failures), exc.retry_after)
             log.warning("%s; retrying in %.1f s", exc, pause)
         if pause > 0:
             await asyncio.sleep(pause)

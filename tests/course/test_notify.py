@@ -237,3 +237,39 @@ async def test_stream_reconnects_with_last_event_id_after_the_server_closes():
     assert [n.id for n in received[:3]] == [1, 2, 3]
     assert received[0] == Notification(1, "n", 1, 1.5)  # a multi-line data field
     assert seen_ids[:3] == ["0", "1", "2"]
+
+
+async def test_a_busy_server_is_retried_after_its_retry_after():
+    arrivals: list[float] = []
+
+    async def wait(request: web.Request) -> web.Response:
+        arrivals.append(asyncio.get_running_loop().time())
+        if len(arrivals) == 1:
+            return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "1"})
+        return web.json_response([{"id": 1, "name": "n", "data": 1, "timestamp": 2.0}])
+
+    server = web.Application()
+    server.router.add_get("/notifications/wait", wait)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    got = asyncio.get_running_loop().create_future()
+    counters = Counters()
+    try:
+        async with notify.client_session() as session:
+            task = asyncio.create_task(
+                notify.long_poll(
+                    session,
+                    f"http://127.0.0.1:{port}",
+                    lambda n: got.done() or got.set_result(n),
+                    counters=counters,
+                    backoff=Backoff(first=0.01),
+                )
+            )
+            note = await asyncio.wait_for(got, WAIT)
+            await _stop(task)
+    finally:
+        await runner.cleanup()
+    assert note == Notification(1, "n", 1, 2.0) and counters.errors == 1
+    assert arrivals[1] - arrivals[0] >= 0.9  # waited as told, not the 0.01 s back-off
