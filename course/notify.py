@@ -43,6 +43,7 @@ __all__ = [
     "client_session",
     "register",
     "login",
+    "logout",
     "send_message",
     "poll",
     "long_poll",
@@ -115,6 +116,10 @@ class MessageRejected(NotifyError):
     """``send_message`` was refused: unknown recipient or an invalid body."""
 
 
+class _SignedIn(Exception):
+    """The login or register page redirected: this session is already signed in."""
+
+
 class _Transient(Exception):
     """A failure worth retrying (connection trouble, 5xx), maybe after a given pause."""
 
@@ -137,9 +142,13 @@ def client_session(**kwargs: Any) -> aiohttp.ClientSession:
 
 
 async def _form_token(session: aiohttp.ClientSession, url: str) -> str:
-    async with session.get(url) as response:
+    async with session.get(url, allow_redirects=False) as response:
         if response.status == 404:
             raise MessageRejected(f"{url} does not exist (404): check the user name")
+        if response.status == 302:
+            if "/auth/login" in response.headers.get("Location", ""):
+                raise NotLoggedIn(f"{url} needs a login: call login() first")
+            raise _SignedIn(url)
         if response.status != 200:
             raise NotifyError(f"GET {url} answered {response.status}")
         html = await response.text()
@@ -167,13 +176,35 @@ def _form_errors(html: str) -> str:
     return "; ".join(_FIELD_ERRORS.findall(html)) or "the form was not accepted"
 
 
+async def _submit_signed_out(
+    session: aiohttp.ClientSession, base_url: str, path: str, fields: dict[str, str]
+) -> tuple[int, str, str]:
+    """Submit a form of a signed-out visitor, signing out first if needed."""
+    try:
+        return await _submit(session, base_url + path, fields)
+    except _SignedIn:
+        await logout(session, base_url)
+        return await _submit(session, base_url + path, fields)
+
+
+async def logout(session: aiohttp.ClientSession, base_url: str) -> None:
+    """Sign out (the session cookie then carries no user)."""
+    async with session.get(f"{base_url}/auth/logout", allow_redirects=False) as response:
+        if response.status != 302:
+            raise NotifyError(f"{base_url}/auth/logout answered {response.status}")
+
+
 async def register(
     session: aiohttp.ClientSession, base_url: str, username: str, password: str, email: str | None = None
 ) -> None:
-    """Create an account (raises :class:`LoginFailed` if the name is taken)."""
-    status, _, html = await _submit(
+    """Create an account (raises :class:`LoginFailed` if the name is taken).
+
+    The session is left signed out; call :func:`login` next.
+    """
+    status, _, html = await _submit_signed_out(
         session,
-        f"{base_url}/auth/register",
+        base_url,
+        "/auth/register",
         {
             "username": username,
             "email": email or f"{username}@example.com",
@@ -186,9 +217,10 @@ async def register(
 
 
 async def login(session: aiohttp.ClientSession, base_url: str, username: str, password: str) -> None:
-    """Sign in through the login form; the session then carries the cookie."""
-    status, location, _ = await _submit(
-        session, f"{base_url}/auth/login", {"username": username, "password": password}
+    """Sign in through the login form (signing out first if the session was
+    signed in); the session then carries the cookie."""
+    status, location, _ = await _submit_signed_out(
+        session, base_url, "/auth/login", {"username": username, "password": password}
     )
     if status != 302 or "/auth/login" in location:
         raise LoginFailed(f"wrong username or password for {username!r} at {base_url}")

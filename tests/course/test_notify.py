@@ -273,3 +273,14 @@ async def test_a_busy_server_is_retried_after_its_retry_after():
         await runner.cleanup()
     assert note == Notification(1, "n", 1, 2.0) and counters.errors == 1
     assert arrivals[1] - arrivals[0] >= 0.9  # waited as told, not the 0.01 s back-off
+
+
+async def test_login_on_a_signed_in_session_switches_user(app, pair):
+    sender, name, reader = pair
+    await notify.login(sender, app.url, name, PASSWORD)  # sender's session becomes the reader
+    await notify.send_message(reader, app.url, name, "to myself, in effect")
+    async with sender.get(f"{app.url}/notifications") as response:
+        assert [n["data"] for n in await response.json()] == [1]
+    await notify.logout(sender, app.url)
+    with pytest.raises(notify.NotLoggedIn):
+        await notify.send_message(sender, app.url, name, "after logout")
