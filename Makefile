@@ -47,6 +47,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m server.mockapi.bench
+	$(BIN)/python -m server.messaging.bench
 	$(BIN)/python -m course.bench
 
 # Re-pin requirements.lock after changing pyproject.toml.
