@@ -16,7 +16,6 @@ database. The folder is removed when the kernel exits.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from flask import Flask
 
 from course.servers import ServerHandle, start_messaging_app
@@ -57,7 +57,7 @@ class LessonApp:
         and a fast password hash.
         """
         settings = {"SECRET_KEY": f"{name}-secret", "PASSWORD_HASH_METHOD": FAST_HASH, **(config or {})}
-        folder = Path(tempfile.gettempdir()) / f"course-{name}-{os.getpid()}"
+        folder = Path(tempfile.gettempdir()) / f"course-{name}-{_this_process()}"
         port_file = folder / "port"
         first_time = not port_file.exists()
         if first_time:
@@ -93,3 +93,9 @@ class LessonApp:
     def stop(self) -> None:
         """Stop the server (the folder goes when the kernel exits)."""
         self.server.stop()
+
+
+def _this_process() -> str:
+    """Names this process uniquely on the machine (a pid alone can be reused)."""
+    me = psutil.Process()
+    return f"{me.pid}-{int(me.create_time() * 1000)}"

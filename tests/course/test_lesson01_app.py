@@ -50,3 +50,25 @@ def test_a_stopped_lesson_server_can_be_started_again_on_its_database():
         assert again.database_url == lesson.database_url
     finally:
         again.stop()
+
+
+def test_the_folder_and_server_are_gone_when_the_process_exits():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "from course.lesson01_app import LessonApp\n"
+        "lesson = LessonApp.start('test-lesson-exit')\n"
+        "print(lesson.folder, lesson.server.url)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    folder, url = done.stdout.split()
+    assert not Path(folder).exists()
+    try:
+        urllib.request.urlopen(url + "/healthz", timeout=5)
+    except OSError:
+        pass  # nothing answers any more
+    else:
+        raise AssertionError(f"the lesson's server at {url} outlived its process")
