@@ -1,0 +1,216 @@
+"""Blueprint ``api``: notifications as JSON, by polling, long polling and SSE.
+
+All three deliver the same objects, ``Notification.to_dict()``::
+
+    {"id": 17, "name": "unread_message_count", "data": 3, "timestamp": 1763750000.12}
+
+- ``GET /notifications?since=<float>`` the lesson's poll, by timestamp;
+  ``GET /notifications?after=<id>`` the same, by cursor (cannot skip or repeat).
+- ``GET /notifications/wait?after=<id>[&timeout=<s>]`` long poll: answers at
+  once when something is newer, else when something arrives, else with
+  ``[]`` after ``timeout`` (at most ``LONG_POLL_TIMEOUT``) seconds.
+- ``GET /notifications/stream[?after=<id>]`` Server-Sent Events: one event per
+  notification, its ``id:`` the cursor; a reconnecting browser sends
+  ``Last-Event-ID`` and resumes after it. Comments keep idle streams alive.
+
+A server has a limited number of threads, and each waiting request holds
+one: past ``MAX_WAITING_REQUESTS`` waiting requests, the two waiting
+endpoints answer ``503`` with ``Retry-After`` (clients back off and retry).
+
+Without a session every endpoint answers ``401`` with a JSON error (a script
+cannot do anything useful with the login page a redirect would give it); a
+bad ``since``/``after``/``timeout`` is a ``400`` with a JSON error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask_login import current_user
+
+from .extensions import db
+from .inbox import hub
+from .models import Notification, User, notifications_after
+
+bp = Blueprint("api", __name__)
+
+DISCONNECT_CHECK_SECONDS = 1.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BadParameter(ValueError):
+    """A query parameter the API cannot use; becomes a 400 JSON answer."""
+
+
+@bp.errorhandler(BadParameter)
+def _bad_parameter(error: BadParameter) -> tuple[Response, int]:
+    return jsonify(error=str(error)), 400
+
+
+def json_login_required(view: F) -> F:
+    """Like ``login_required``, but answers 401 JSON instead of redirecting."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return jsonify(error="not logged in: sign in at /auth/login"), 401
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@bp.route("/notifications")
+@json_login_required
+def notifications() -> Response:
+    since, after = _cursor_params()
+    return jsonify([n.to_dict() for n in _newer(current_user, since, after)])
+
+
+def _newer(user: User, since: float | None, after: int | None) -> list[Notification]:
+    """By cursor when ``after`` is given, else by the lesson's timestamp."""
+    if after is not None:
+        return user.notifications_after(after)
+    return user.notifications_since(since if since is not None else 0.0)
+
+
+def _server_busy() -> tuple[Response, int, dict[str, str]]:
+    return (
+        jsonify(error="too many clients are waiting for notifications; retry shortly"),
+        503,
+        {"Retry-After": "2"},
+    )
+
+
+@bp.route("/notifications/wait")
+@json_login_required
+def wait_for_notifications() -> Response | tuple[Response, int, dict[str, str]]:
+    since, after = _cursor_params()
+    limit = current_app.config["LONG_POLL_TIMEOUT"]
+    timeout = _number("timeout", request.args.get("timeout"), default=limit, low=0.0, high=limit)
+    if not hub().take_seat():
+        return _server_busy()
+    try:
+        return _wait(current_user.id, since, after, timeout)
+    finally:
+        hub().leave_seat()
+
+
+def _wait(user_id: int, since: float | None, after: int | None, timeout: float) -> Response:
+    recheck = current_app.config["NOTIFY_RECHECK_SECONDS"]
+    gone = _client_gone_check()
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = hub().generation(user_id)
+        rows = _newer(db.session.get(User, user_id), since, after)
+        remaining = deadline - time.monotonic()
+        if rows or remaining <= 0 or gone():
+            return jsonify([n.to_dict() for n in rows])
+        db.session.rollback()  # hold no transaction or connection while waiting
+        _sleep_until_changed(user_id, seen, min(remaining, recheck), gone)
+
+
+def _client_gone_check() -> Callable[[], bool]:
+    """waitress tells a request whether its client hung up (with
+    ``channel_request_lookahead`` > 0); other servers: assume it is there."""
+    return request.environ.get("waitress.client_disconnected", lambda: False)
+
+
+def _sleep_until_changed(user_id: int, seen: int, timeout: float, gone: Callable[[], bool]) -> None:
+    """Wait for the hub, waking every second to let a departed client's thread go."""
+    deadline = time.monotonic() + timeout
+    while not gone():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or hub().wait(user_id, seen, min(remaining, DISCONNECT_CHECK_SECONDS)):
+            return
+
+
+@bp.route("/notifications/stream")
+@json_login_required
+def stream_notifications() -> Response | tuple[Response, int, dict[str, str]]:
+    after = _integer("Last-Event-ID", request.headers.get("Last-Event-ID"))
+    if after is None:
+        after = _integer("after", request.args.get("after"))
+    if not hub().take_seat():
+        return _server_busy()
+    config = current_app.config
+    events = _event_stream(
+        current_user.id,
+        after or 0,
+        gone=_client_gone_check(),
+        heartbeat=config["SSE_HEARTBEAT_SECONDS"],
+        recheck=config["NOTIFY_RECHECK_SECONDS"],
+        retry_ms=config["SSE_RETRY_MS"],
+    )
+    response = Response(
+        stream_with_context(events),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    # The WSGI server closes the response when the stream ends: the client
+    # went away (noticed within a second, or at the next write) or it failed.
+    response.call_on_close(hub().leave_seat)
+    return response
+
+
+def _event_stream(
+    user_id: int,
+    after: int,
+    *,
+    gone: Callable[[], bool],
+    heartbeat: float,
+    recheck: float,
+    retry_ms: int,
+) -> Iterator[str]:
+    yield f"retry: {retry_ms}\n\n"
+    last_sent = time.monotonic()
+    while not gone():
+        seen = hub().generation(user_id)
+        rows: list[Notification] = notifications_after(user_id, after)
+        events = [(n.seq, json.dumps(n.to_dict())) for n in rows]
+        db.session.rollback()  # hold no transaction or connection while waiting
+        for seq, data in events:
+            yield f"id: {seq}\ndata: {data}\n\n"
+            after = seq
+            last_sent = time.monotonic()
+        idle = time.monotonic() - last_sent
+        if idle >= heartbeat:
+            yield ": keep-alive\n\n"  # also how a closed connection is noticed
+            last_sent = time.monotonic()
+            idle = 0.0
+        _sleep_until_changed(user_id, seen, min(heartbeat - idle, recheck), gone)
+
+
+def _cursor_params() -> tuple[float | None, int | None]:
+    since_text, after_text = request.args.get("since"), request.args.get("after")
+    if since_text is not None and after_text is not None:
+        raise BadParameter("give either since=<timestamp> or after=<id>, not both")
+    since = _number("since", since_text, default=None, low=0.0, high=math.inf)
+    return since, _integer("after", after_text)
+
+
+def _number(name: str, text: str | None, *, default: Any, low: float, high: float) -> Any:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadParameter(f"{name} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise BadParameter(f"{name} must be a finite number >= 0, got {text!r}")
+    return min(max(value, low), high)
+
+
+def _integer(name: str, text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        raise BadParameter(f"{name} must be a whole number >= 0, got {text!r}")
+    return int(text)

@@ -1,0 +1,209 @@
+"""The data model: users, private messages and notifications.
+
+The model owns the logic the routes use: ``User.unread_message_count()``,
+``User.add_notification()`` and the queries a client follows.
+
+Notifications carry two orderings:
+
+- ``timestamp`` (a Unix float), the lesson's cursor, kept for its browser
+  code: ``?since=<float>``. It can skip a row committed late with an older
+  stamp, or one stamped in the same instant as the last one seen;
+- ``seq``, a per-user counter taken under the user's row lock in the same
+  transaction as the write, shown as ``"id"`` in JSON: ``?after=<int>``.
+  Writers for one user are serialized by that lock, so commit order equals
+  ``seq`` order and a client that remembers the last ``seq`` it saw can
+  neither skip nor repeat a change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from flask_login import UserMixin
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .database import UTCDateTime, utcnow
+from .extensions import db, login_manager
+
+__all__ = ["User", "Message", "Notification", "MAX_BODY_LENGTH"]
+
+MAX_BODY_LENGTH = 140
+UNREAD_MESSAGE_COUNT = "unread_message_count"
+
+_UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    email: Mapped[str] = mapped_column(String(120), unique=True, index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    last_message_read_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The last cursor value handed out to this user's notifications.
+    notification_counter: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    messages_sent: WriteOnlyMapped[Message] = relationship(
+        foreign_keys="Message.sender_id", back_populates="author"
+    )
+    messages_received: WriteOnlyMapped[Message] = relationship(
+        foreign_keys="Message.recipient_id", back_populates="recipient"
+    )
+    notifications: WriteOnlyMapped[Notification] = relationship(back_populates="user")
+
+    def __repr__(self) -> str:
+        return f"<User {self.username}>"
+
+    def set_password(self, password: str) -> None:
+        method = current_app.config["PASSWORD_HASH_METHOD"]
+        self.password_hash = generate_password_hash(password, method=method)
+
+    def check_password(self, password: str) -> bool:
+        return self.password_hash is not None and check_password_hash(self.password_hash, password)
+
+    def unread_message_count(self) -> int:
+        """Messages received after the last visit to /messages (all, if never)."""
+        query = select(func.count()).select_from(Message).where(Message.recipient_id == self.id)
+        if self.last_message_read_time is not None:
+            query = query.where(Message.timestamp > self.last_message_read_time)
+        return db.session.scalar(query) or 0
+
+    def add_notification(self, name: str, data: Any | Callable[[], Any]) -> int:
+        """Store notification ``name`` for this user, replacing the previous one.
+
+        ``data`` is any JSON-serializable value, or a function that computes
+        it once this user's notifications are locked (so a count taken inside
+        is never older than the write it describes). Returns the new cursor.
+
+        The counter UPDATE takes the user's row lock (SQLite: the database
+        write lock) until commit; the row is then written with one upsert
+        backed by the unique (user_id, name) constraint, so concurrent
+        writers can neither leave two rows nor none.
+        """
+        seq = db.session.execute(
+            update(User)
+            .where(User.id == self.id)
+            .values(notification_counter=User.notification_counter + 1)
+            .returning(User.notification_counter),
+            execution_options={"synchronize_session": False},
+        ).scalar_one()
+        db.session.expire(self, ["notification_counter"])
+        payload = json.dumps(data() if callable(data) else data)
+        values = {"seq": seq, "timestamp": time.time(), "payload_json": payload}
+        dialect = db.session.get_bind().dialect.name
+        if dialect in _UPSERTS:
+            insert = _UPSERTS[dialect](Notification).values(user_id=self.id, name=name, **values)
+            db.session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["user_id", "name"],
+                    set_={key: insert.excluded[key] for key in values},
+                )
+            )
+        else:  # any other database: still safe, the row lock above serializes us
+            row = db.session.scalar(select(Notification).filter_by(user_id=self.id, name=name))
+            if row is None:
+                db.session.add(Notification(user_id=self.id, name=name, **values))
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+            db.session.flush()
+        return seq
+
+    def notifications_since(self, since: float) -> list[Notification]:
+        """The lesson's query: newer than a Unix timestamp, oldest first."""
+        query = (
+            select(Notification)
+            .where(Notification.user_id == self.id, Notification.timestamp > since)
+            .order_by(Notification.timestamp, Notification.seq)
+        )
+        return list(db.session.scalars(query.execution_options(populate_existing=True)))
+
+    def notifications_after(self, after: int) -> list[Notification]:
+        """Notifications whose cursor is greater than ``after``, in cursor order."""
+        return notifications_after(self.id, after)
+
+    def received_messages(self) -> Any:
+        """Received messages, newest first (a select to paginate)."""
+        return (
+            select(Message)
+            .where(Message.recipient_id == self.id)
+            .order_by(Message.timestamp.desc(), Message.id.desc())
+        )
+
+
+class Message(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+    body: Mapped[str] = mapped_column(String(MAX_BODY_LENGTH))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, default=utcnow)
+
+    author: Mapped[User] = relationship(foreign_keys=[sender_id], back_populates="messages_sent")
+    recipient: Mapped[User] = relationship(
+        foreign_keys=[recipient_id], back_populates="messages_received"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} {self.body!r}>"
+
+
+class Notification(db.Model):
+    __table_args__ = (
+        UniqueConstraint("user_id", "name", name="uq_notification_user_name"),
+        Index("ix_notification_user_seq", "user_id", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[float] = mapped_column(Float, index=True, default=time.time)
+    payload_json: Mapped[str] = mapped_column(Text)
+
+    user: Mapped[User] = relationship(back_populates="notifications")
+
+    def get_data(self) -> Any:
+        return json.loads(self.payload_json)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the lesson, plus ``id``: the cursor to follow."""
+        return {
+            "id": self.seq,
+            "name": self.name,
+            "data": self.get_data(),
+            "timestamp": self.timestamp,
+        }
+
+
+def notifications_after(user_id: int, after: int) -> list[Notification]:
+    """Notifications of ``user_id`` with a cursor greater than ``after``, in order."""
+    query = (
+        select(Notification)
+        .where(Notification.user_id == user_id, Notification.seq > after)
+        .order_by(Notification.seq)
+    )
+    return list(db.session.scalars(query.execution_options(populate_existing=True)))
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id))

@@ -1,0 +1,61 @@
+"""Helpers for the browser tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import requests
+
+from course.servers import ServerHandle
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+POLL_INTERVAL_MS = 1000
+PASSWORD = "browser-pw"
+
+_numbers = itertools.count()
+
+
+def register(server: ServerHandle, prefix: str) -> str:
+    """Register a fresh user over plain HTTP; returns the username."""
+    name = f"{prefix}{next(_numbers)}"
+    session = requests.Session()
+    page = session.get(server.url + "/auth/register", timeout=10)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    answer = session.post(
+        server.url + "/auth/register",
+        data={
+            "username": name,
+            "email": f"{name}@example.com",
+            "password": PASSWORD,
+            "password2": PASSWORD,
+            "csrf_token": token,
+        },
+        timeout=10,
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302, answer.text
+    return name
+
+
+async def login_page(browser, server: ServerHandle, username: str, path: str = "/"):  # type: ignore[no-untyped-def]
+    """A new browser context (its own cookies) signed in as ``username``, showing ``path``."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(server.url + "/auth/login")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    await page.wait_for_url(re.compile(r"/index$"))
+    await page.goto(server.url + path)
+    return page

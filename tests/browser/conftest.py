@@ -1,0 +1,53 @@
+"""Headless Chromium (Debian's, driven by Playwright) against a live messaging app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, POLL_INTERVAL_MS
+from course.servers import ServerHandle, start_messaging_app
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if CHROMIUM.exists():
+        return
+    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: `make chromium` installs Debian's package")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    folder = tmp_path_factory.mktemp("browser-messaging")
+    handle = start_messaging_app(
+        port=None,
+        database_url=f"sqlite:///{folder / 'messaging.db'}",
+        config={
+            "MESSAGING_INSTANCE_PATH": str(folder),
+            "SECRET_KEY": "browser-tests",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+            "NOTIFY_POLL_INTERVAL_MS": str(POLL_INTERVAL_MS),
+            "LONG_POLL_TIMEOUT": "10",
+            "SSE_HEARTBEAT_SECONDS": "5",
+        },
+        reuse=False,
+    )
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

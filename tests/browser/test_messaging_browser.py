@@ -1,0 +1,132 @@
+"""Two people in two browser contexts: the badge updates without a reload."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, Route, expect
+
+from browser_helpers import POLL_INTERVAL_MS, login_page, register
+
+pytestmark = pytest.mark.browser
+
+# The badge must change within one poll interval; the margin covers a busy
+# 2-core machine (browser start, page scripts, three form posts).
+SLACK_MS = 10_000
+
+
+async def send(page: Page, recipient: str, body: str) -> None:
+    await page.goto(re.sub(r"(https?://[^/]+).*", r"\1", page.url) + f"/send_message/{recipient}")
+    await page.fill("#message", body)
+    await page.click("#submit")
+    await expect(page.locator(".alert")).to_contain_text("Your message has been sent.")
+
+
+@pytest.mark.parametrize("transport", ["poll", "longpoll", "sse"])
+async def test_badge_counts_new_messages_without_reload_then_hides_on_messages_page(
+    browser, server, transport, tmp_path: Path
+):
+    alice, bob = register(server, "alice"), register(server, "bob")
+    sender = await login_page(browser, server, alice)
+    reader = await login_page(browser, server, bob, f"/?transport={transport}")
+    badge = reader.locator("#message_count")
+    await expect(badge).to_be_hidden()
+    assert await reader.evaluate("window.notifyState.transport") == transport
+    await reader.evaluate("window.stillTheSamePage = true")
+
+    for i in range(3):
+        await send(sender, bob, f"hello {i} via {transport}")
+
+    await expect(badge).to_have_text("3", timeout=POLL_INTERVAL_MS + SLACK_MS)
+    await expect(badge).to_be_visible()
+    assert await reader.evaluate("window.stillTheSamePage === true"), "the page was reloaded"
+    await reader.screenshot(path=str(tmp_path / f"badge-{transport}.png"))
+
+    await reader.click("#messages_link")
+    await expect(reader.locator("#messages")).to_contain_text(f"hello 2 via {transport}")
+    await expect(reader.locator("#message_count")).to_be_hidden()
+
+
+async def test_page_is_styled_by_the_locally_served_bootstrap(browser, server, tmp_path: Path):
+    page = await login_page(browser, server, register(server, "styled"))
+    display = await page.locator(".navbar").evaluate("el => getComputedStyle(el).display")
+    assert display == "flex"  # Bootstrap's .navbar is a flex box; unstyled it is "block"
+    await page.screenshot(path=str(tmp_path / "home.png"))
+
+
+async def test_polls_never_overlap_even_when_answers_are_slower_than_the_interval(browser, server):
+    page = await login_page(browser, server, register(server, "slow"))
+    in_flight = peak = seen = 0
+
+    async def slow(route: Route) -> None:
+        nonlocal in_flight, peak, seen
+        in_flight += 1
+        seen += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(3 * POLL_INTERVAL_MS / 1000)
+            await route.continue_()
+        finally:
+            in_flight -= 1
+
+    await page.route(re.compile(r"/notifications\?"), slow)
+    await page.reload()
+    await asyncio.sleep(8 * POLL_INTERVAL_MS / 1000)
+    assert seen >= 1
+    assert peak == 1, f"{peak} polls were in flight at once"
+
+
+async def test_polling_backs_off_while_the_server_fails(browser, server):
+    page = await login_page(browser, server, register(server, "failing"))
+    failures = 0
+
+    async def fail(route: Route) -> None:
+        nonlocal failures
+        failures += 1
+        await route.fulfill(status=503, body="down for a moment")
+
+    await page.route(re.compile(r"/notifications\?"), fail)
+    await page.reload()
+    await asyncio.sleep(8 * POLL_INTERVAL_MS / 1000)
+    # A fixed interval would have sent ~8 requests; doubling delays (1, 2, 4 s) send ~4.
+    assert 1 <= failures <= 5, failures
+    counted = await page.evaluate("window.notifyState.failures")
+    assert counted in (failures - 1, failures)  # the last answer may still be on its way
+
+
+async def test_polling_pauses_while_the_tab_is_hidden(browser, server):
+    page = await login_page(browser, server, register(server, "hidden"))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/notifications" in r.url else None)
+    await page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", {value: true, configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await asyncio.sleep(POLL_INTERVAL_MS / 1000)  # one that was already scheduled may go out
+    before = len(requests)
+    await asyncio.sleep(4 * POLL_INTERVAL_MS / 1000)
+    assert len(requests) == before, "polled while the tab was hidden"
+    await page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", {value: false, configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await page.wait_for_event("request", timeout=POLL_INTERVAL_MS + SLACK_MS)
+    assert len(requests) > before
+
+
+async def test_polling_stops_after_a_401(browser, server):
+    page = await login_page(browser, server, register(server, "leaving"))
+    other_tab = await page.context.new_page()
+    await other_tab.goto(page.url.rsplit("/", 1)[0] + "/auth/logout")  # signs the whole context out
+    await page.wait_for_function("window.notifyState.stopped", timeout=POLL_INTERVAL_MS + SLACK_MS)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/notifications" in r.url else None)
+    await asyncio.sleep(3 * POLL_INTERVAL_MS / 1000)
+    assert requests == []

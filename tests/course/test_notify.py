@@ -1,0 +1,286 @@
+"""course.notify against a live messaging app (and a scripted SSE server)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from course import notify
+from course.notify import Backoff, Counters, Notification
+from course.servers import ServerHandle, free_port, start_messaging_app
+
+PASSWORD = "pw"
+WAIT = 30.0  # generous: the machine is shared
+_numbers = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    folder = tmp_path_factory.mktemp("notify-app")
+    handle = start_messaging_app(
+        port=None,
+        database_url=f"sqlite:///{folder / 'messaging.db'}",
+        config={
+            "MESSAGING_INSTANCE_PATH": str(folder),
+            "SECRET_KEY": "notify-tests",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+            "LONG_POLL_TIMEOUT": "5",
+            "SSE_HEARTBEAT_SECONDS": "2",
+        },
+        reuse=False,
+    )
+    yield handle
+    handle.stop()
+
+
+async def new_user(app: ServerHandle, prefix: str) -> tuple[str, aiohttp.ClientSession]:
+    name = f"{prefix}{next(_numbers)}"
+    session = notify.client_session()
+    await notify.register(session, app.url, name, PASSWORD)
+    await notify.login(session, app.url, name, PASSWORD)
+    return name, session
+
+
+@pytest.fixture
+async def pair(app: ServerHandle) -> AsyncIterator[tuple[aiohttp.ClientSession, str, aiohttp.ClientSession]]:
+    """(sender session, reader's name, reader session), both logged in."""
+    _, sender = await new_user(app, "sender")
+    reader_name, reader = await new_user(app, "reader")
+    yield sender, reader_name, reader
+    await sender.close()
+    await reader.close()
+
+
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+# -- forms ------------------------------------------------------------------------------------
+
+
+async def test_login_with_a_wrong_password_raises_login_failed(app, pair):
+    _, name, _ = pair
+    async with notify.client_session() as session:
+        with pytest.raises(notify.LoginFailed, match="wrong username or password"):
+            await notify.login(session, app.url, name, "not-the-password")
+
+
+async def test_a_cookie_jar_that_refuses_ip_cookies_is_explained(app, pair):
+    _, name, _ = pair
+    async with aiohttp.ClientSession() as session:  # the default jar ignores 127.0.0.1
+        with pytest.raises(notify.LoginFailed, match="client_session"):
+            await notify.login(session, app.url, name, PASSWORD)
+
+
+async def test_registering_a_taken_name_raises(app, pair):
+    _, name, _ = pair
+    async with notify.client_session() as session:
+        with pytest.raises(notify.LoginFailed, match="taken"):
+            await notify.register(session, app.url, name, PASSWORD)
+
+
+async def test_send_message_reports_unknown_recipients_and_long_bodies(app, pair):
+    sender, name, _ = pair
+    with pytest.raises(notify.MessageRejected, match="404"):
+        await notify.send_message(sender, app.url, "nobody-at-all", "hi")
+    with pytest.raises(notify.MessageRejected, match="140"):
+        await notify.send_message(sender, app.url, name, "x" * 141)
+
+
+async def test_send_message_without_login_raises_not_logged_in(app, pair):
+    _, name, _ = pair
+    async with notify.client_session() as anonymous:
+        with pytest.raises(notify.NotLoggedIn):
+            await notify.send_message(anonymous, app.url, name, "hi")
+
+
+# -- the three transports -----------------------------------------------------------------------
+
+OPTIONS = {"poll": {"interval": 0.2}, "longpoll": {"wait": 5}, "sse": {"read_timeout": 10}}
+
+
+@pytest.mark.parametrize("transport", ["poll", "longpoll", "sse"])
+async def test_each_transport_delivers_new_notifications_in_cursor_order(app, pair, transport):
+    sender, name, reader = pair
+    received: list[Notification] = []
+    reached_three = asyncio.Event()
+
+    async def on_notification(note: Notification) -> None:  # an async callback works too
+        received.append(note)
+        if note.data == 3:
+            reached_three.set()
+
+    counters = Counters()
+    task = asyncio.create_task(
+        notify.follow(reader, app.url, on_notification, transport, counters=counters, **OPTIONS[transport])
+    )
+    try:
+        for i in range(3):
+            await notify.send_message(sender, app.url, name, f"message {i}")
+        await asyncio.wait_for(reached_three.wait(), WAIT)
+    finally:
+        await _stop(task)
+    assert all(isinstance(n, Notification) and n.name == "unread_message_count" for n in received)
+    ids = [n.id for n in received]
+    assert ids == sorted(set(ids)), "a notification was repeated or out of order"
+    assert [n.data for n in received] == sorted(n.data for n in received)
+    assert counters.delivered == len(received) and counters.cursor == ids[-1]
+    assert counters.requests >= 1 and counters.errors == 0
+
+
+async def test_the_transports_deliver_equal_notification_objects(app, pair):
+    sender, name, reader = pair
+    await notify.send_message(sender, app.url, name, "one")
+    firsts: dict[str, Notification] = {}
+    for transport in ("poll", "longpoll", "sse"):
+        got = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            notify.follow(reader, app.url, lambda n: got.done() or got.set_result(n), transport, **OPTIONS[transport])
+        )
+        try:
+            firsts[transport] = await asyncio.wait_for(got, WAIT)
+        finally:
+            await _stop(task)
+    assert firsts["poll"] == firsts["longpoll"] == firsts["sse"]
+    assert firsts["poll"].data == 1
+
+
+@pytest.mark.parametrize("transport", ["poll", "longpoll", "sse"])
+async def test_without_a_login_every_transport_raises_not_logged_in(app, transport):
+    async with notify.client_session() as anonymous:
+        with pytest.raises(notify.NotLoggedIn):
+            await asyncio.wait_for(notify.follow(anonymous, app.url, print, transport), WAIT)
+
+
+async def test_unknown_transport_is_a_value_error(app):
+    async with notify.client_session() as session:
+        with pytest.raises(ValueError, match="transport must be one of"):
+            await notify.follow(session, app.url, print, "carrier-pigeon")  # type: ignore[arg-type]
+
+
+async def test_connection_errors_back_off_and_keep_trying():
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    counters = Counters()
+    async with notify.client_session() as session:
+        task = asyncio.create_task(
+            notify.poll(session, nowhere, print, counters=counters, backoff=Backoff(first=0.05, limit=0.2))
+        )
+        for _ in range(200):
+            if counters.errors >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert not task.done(), "the client gave up on a connection error"
+        await _stop(task)
+    assert counters.errors >= 3 and counters.delivered == 0
+
+
+def test_backoff_grows_then_stays_at_its_limit():
+    backoff = Backoff(first=1, factor=2, limit=5)
+    assert [backoff.delay(n) for n in range(1, 6)] == [1, 2, 4, 5, 5]
+
+
+async def test_cancelling_clients_leaves_no_task_running(app, pair):
+    _, _, reader = pair
+    tasks = [
+        asyncio.create_task(notify.follow(reader, app.url, print, t, **OPTIONS[t]))
+        for t in ("poll", "longpoll", "sse")
+    ]
+    await asyncio.sleep(0.5)
+    for task in tasks:
+        await _stop(task)
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+# -- SSE reconnection, against a scripted server ------------------------------------------------
+
+
+async def test_stream_reconnects_with_last_event_id_after_the_server_closes():
+    seen_ids: list[str] = []
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        seen_ids.append(request.headers.get("Last-Event-ID", ""))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        number = len(seen_ids)
+        body = (
+            f'retry: 50\n\n: a comment\n\nid: {number}\ndata: {{"id": {number}, "name": "n", '
+            f'\ndata: "data": {number}, "timestamp": 1.5}}\n\n'
+        )
+        await response.write(body.encode())
+        return response  # ends the stream: the client must come back
+
+    server = web.Application()
+    server.router.add_get("/notifications/stream", events)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    received: list[Notification] = []
+    try:
+        async with notify.client_session() as session:
+            task = asyncio.create_task(notify.stream(session, f"http://127.0.0.1:{port}", received.append))
+            for _ in range(400):
+                if len(received) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            await _stop(task)
+    finally:
+        await runner.cleanup()
+    assert [n.id for n in received[:3]] == [1, 2, 3]
+    assert received[0] == Notification(1, "n", 1, 1.5)  # a multi-line data field
+    assert seen_ids[:3] == ["0", "1", "2"]
+
+
+async def test_a_busy_server_is_retried_after_its_retry_after():
+    arrivals: list[float] = []
+
+    async def wait(request: web.Request) -> web.Response:
+        arrivals.append(asyncio.get_running_loop().time())
+        if len(arrivals) == 1:
+            return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "1"})
+        return web.json_response([{"id": 1, "name": "n", "data": 1, "timestamp": 2.0}])
+
+    server = web.Application()
+    server.router.add_get("/notifications/wait", wait)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    got = asyncio.get_running_loop().create_future()
+    counters = Counters()
+    try:
+        async with notify.client_session() as session:
+            task = asyncio.create_task(
+                notify.long_poll(
+                    session,
+                    f"http://127.0.0.1:{port}",
+                    lambda n: got.done() or got.set_result(n),
+                    counters=counters,
+                    backoff=Backoff(first=0.01),
+                )
+            )
+            note = await asyncio.wait_for(got, WAIT)
+            await _stop(task)
+    finally:
+        await runner.cleanup()
+    assert note == Notification(1, "n", 1, 2.0) and counters.errors == 1
+    assert arrivals[1] - arrivals[0] >= 0.9  # waited as told, not the 0.01 s back-off
+
+
+async def test_login_on_a_signed_in_session_switches_user(app, pair):
+    sender, name, reader = pair
+    await notify.login(sender, app.url, name, PASSWORD)  # sender's session becomes the reader
+    await notify.send_message(reader, app.url, name, "to myself, in effect")
+    async with sender.get(f"{app.url}/notifications") as response:
+        assert [n["data"] for n in await response.json()] == [1]
+    await notify.logout(sender, app.url)
+    with pytest.raises(notify.NotLoggedIn):
+        await notify.send_message(sender, app.url, name, "after logout")

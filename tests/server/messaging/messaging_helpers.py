@@ -1,0 +1,88 @@
+"""Helpers for the messaging app's tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from server.messaging.extensions import db
+from server.messaging.models import User
+
+FAST_HASH = "pbkdf2:sha256:1000"  # the default scrypt costs ~50 ms a login
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_token(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "the page has no CSRF token field"
+    return match.group(1)
+
+
+class FormClient:
+    """A test client that fills forms like a browser: GET the page, POST with its token."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def get(self, url: str, **kwargs: Any) -> TestResponse:
+        return self.client.get(url, **kwargs)
+
+    def submit(self, url: str, data: dict[str, str], **kwargs: Any) -> TestResponse:
+        page = self.client.get(url)
+        assert page.status_code == 200, f"GET {url} answered {page.status_code}"
+        return self.client.post(url, data={**data, "csrf_token": csrf_token(page.text)}, **kwargs)
+
+    def register(self, username: str, password: str = "secret") -> TestResponse:
+        return self.submit(
+            "/auth/register",
+            {
+                "username": username,
+                "email": f"{username}@example.com",
+                "password": password,
+                "password2": password,
+            },
+        )
+
+    def login(self, username: str, password: str = "secret") -> TestResponse:
+        return self.submit("/auth/login", {"username": username, "password": password})
+
+    def logout(self) -> TestResponse:
+        return self.client.get("/auth/logout")
+
+    def send(self, recipient: str, body: str, **kwargs: Any) -> TestResponse:
+        return self.submit(f"/send_message/{recipient}", {"message": body}, **kwargs)
+
+
+def app_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'messaging.db'}",
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "tests",
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "MESSAGES_PER_PAGE": 3,
+        "LONG_POLL_TIMEOUT": 5.0,
+        **extra,
+    }
+
+
+def user(app: Flask, username: str) -> User:
+    with app.app_context():
+        found = db.session.scalar(db.select(User).where(User.username == username))
+        assert found is not None
+        db.session.expunge(found)
+        return found
+
+
+LIVE_CONFIG = {
+    "SECRET_KEY": "live-tests",
+    "PASSWORD_HASH_METHOD": FAST_HASH,
+    "LONG_POLL_TIMEOUT": "5",
+    "SSE_HEARTBEAT_SECONDS": "1",
+    "NOTIFY_RECHECK_SECONDS": "30",  # > LONG_POLL_TIMEOUT: only the hub wakes waiters
+    "MESSAGING_THREADS": "32",
+}
