@@ -1,5 +1,4 @@
 import logging
-from logging.config import fileConfig
 
 from flask import current_app
 
@@ -9,10 +8,9 @@ from alembic import context
 # access to the values within the .ini file in use.
 config = context.config
 
-# The app (or pytest) sets up logging itself; alembic.ini's logging is only
-# for a bare `flask db ...` run, and must not silence the app's loggers.
-if not logging.getLogger().handlers:
-    fileConfig(config.config_file_name, disable_existing_loggers=False)
+# No logging.config.fileConfig(alembic.ini) here: migrations also run inside
+# the app (on every start, and in notebooks), whose logging must stay as the
+# host process set it up.
 logger = logging.getLogger('alembic.env')
 
 
