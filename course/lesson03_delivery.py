@@ -136,10 +136,10 @@ async def measure(
                 return
             # Every message up to this count is now visible to the reader.
             for count in range(note.data, 0, -1):
-                started = sent_at.pop((reader.name, count), None)
-                if started is None:
-                    break
-                delays.append(arrived - started)
+                sent = sent_at.pop((reader.name, count), None)
+                if sent is None:
+                    break  # delivered before (or not sent in this run)
+                delays.append(arrived - sent)
             if len(delays) == messages:
                 all_arrived.set()
 
@@ -153,6 +153,7 @@ async def measure(
         )
         for r, c in zip(readers, counters)
     ]
+    waiter = asyncio.create_task(all_arrived.wait())
     try:
         await asyncio.sleep(settle)
         first_send = time.monotonic()
@@ -163,15 +164,14 @@ async def measure(
             sent_at[(reader.name, reader.unread)] = time.monotonic()
             await notify.send_message(sender, base_url, reader.name, f"message {i} by {transport}")
         if messages:
-            try:
-                await asyncio.wait_for(all_arrived.wait(), timeout=drain_timeout)
-            except asyncio.TimeoutError:
-                pass  # reported as fewer deliveries than messages
+            # Until everything arrived, or time is up (reported as fewer deliveries
+            # than messages), or a reader stopped (readers only stop by failing).
+            await asyncio.wait([waiter, *tasks], timeout=drain_timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
+        for task in [waiter, *tasks]:
             task.cancel()
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    failures = [o for o in outcomes if isinstance(o, Exception)]
+        outcomes = await asyncio.gather(waiter, *tasks, return_exceptions=True)
+    failures = [o for o in outcomes[1:] if isinstance(o, Exception)]
     if failures:  # e.g. NotLoggedIn: the run means nothing, say why
         raise failures[0]
     seconds = time.monotonic() - started

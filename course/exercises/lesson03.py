@@ -33,9 +33,9 @@ def _check(predict: Callable[[str, int, float, int, float], float]) -> None:
         "poll": "a poller asks every `interval` seconds whether or not anything happened: "
         "how many times does each of the `users` ask in `seconds`?",
         "longpoll": "each reader has one request waiting from the start, and asks again "
-        "right after every answer (and an answer comes with each message)",
+        "right after every answer (and an answer comes with each message).",
         "sse": "each reader opens one stream and keeps it for the whole run; messages "
-        "travel on it without new requests",
+        "travel on it without new requests.",
     }
     for transport in ("poll", "longpoll", "sse"):
         for users, seconds, messages, interval in _CASES:
@@ -52,7 +52,7 @@ def _check(predict: Callable[[str, int, float, int, float], float]) -> None:
                 raise Incorrect(
                     f"{transport} with {users} users, {seconds:g} s, {messages} messages, "
                     f"interval {interval:g} s: {got:g} requests is {direction}. "
-                    f"Think again: {hints[transport]}."
+                    f"Think again: {hints[transport]}"
                 )
 
 
