@@ -11,8 +11,9 @@ Every client remembers the cursor (the notification ``id``) of the last
 notification it delivered and asks only for newer ones, so nothing is
 skipped or repeated. Network errors and 5xx answers are retried after a
 growing pause (:class:`Backoff`); a 401 (no valid session) raises
-:class:`NotLoggedIn`. Cancel the task to stop a client: its request is closed
-and nothing is left running.
+:class:`NotLoggedIn`; an exception raised by the callback ends the client
+too. Cancel the task to stop a client: its request is closed and nothing is
+left running.
 
 ``login``, ``register`` and ``send_message`` fill the app's forms the way a
 browser does (GET the form, POST it back with its CSRF token); the capstone's

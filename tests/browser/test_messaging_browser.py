@@ -22,7 +22,7 @@ async def send(page: Page, recipient: str, body: str) -> None:
     await page.goto(re.sub(r"(https?://[^/]+).*", r"\1", page.url) + f"/send_message/{recipient}")
     await page.fill("#message", body)
     await page.click("#submit")
-    await expect(page.locator(".alert")).to_contain_text("Your message has been sent.")
+    await expect(page.locator(".alert")).to_contain_text("Your message has been sent.", timeout=SLACK_MS)
 
 
 @pytest.mark.parametrize("transport", ["poll", "longpoll", "sse"])
@@ -33,7 +33,7 @@ async def test_badge_counts_new_messages_without_reload_then_hides_on_messages_p
     sender = await login_page(browser, server, alice)
     reader = await login_page(browser, server, bob, f"/?transport={transport}")
     badge = reader.locator("#message_count")
-    await expect(badge).to_be_hidden()
+    await expect(badge).to_be_hidden(timeout=SLACK_MS)
     assert await reader.evaluate("window.notifyState.transport") == transport
     await reader.evaluate("window.stillTheSamePage = true")
 
@@ -41,13 +41,13 @@ async def test_badge_counts_new_messages_without_reload_then_hides_on_messages_p
         await send(sender, bob, f"hello {i} via {transport}")
 
     await expect(badge).to_have_text("3", timeout=POLL_INTERVAL_MS + SLACK_MS)
-    await expect(badge).to_be_visible()
+    await expect(badge).to_be_visible(timeout=SLACK_MS)
     assert await reader.evaluate("window.stillTheSamePage === true"), "the page was reloaded"
     await reader.screenshot(path=str(tmp_path / f"badge-{transport}.png"))
 
     await reader.click("#messages_link")
-    await expect(reader.locator("#messages")).to_contain_text(f"hello 2 via {transport}")
-    await expect(reader.locator("#message_count")).to_be_hidden()
+    await expect(reader.locator("#messages")).to_contain_text(f"hello 2 via {transport}", timeout=SLACK_MS)
+    await expect(reader.locator("#message_count")).to_be_hidden(timeout=SLACK_MS)
 
 
 async def test_page_is_styled_by_the_locally_served_bootstrap(browser, server, tmp_path: Path):

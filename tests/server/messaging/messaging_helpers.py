@@ -81,8 +81,8 @@ def user(app: Flask, username: str) -> User:
 LIVE_CONFIG = {
     "SECRET_KEY": "live-tests",
     "PASSWORD_HASH_METHOD": FAST_HASH,
-    "LONG_POLL_TIMEOUT": "5",
+    "LONG_POLL_TIMEOUT": "30",
     "SSE_HEARTBEAT_SECONDS": "1",
-    "NOTIFY_RECHECK_SECONDS": "30",  # > LONG_POLL_TIMEOUT: only the hub wakes waiters
+    "NOTIFY_RECHECK_SECONDS": "60",  # > LONG_POLL_TIMEOUT: only the hub wakes waiters
     "MESSAGING_THREADS": "32",
 }

@@ -157,16 +157,18 @@ def test_long_poll_gives_an_empty_list_after_its_timeout(live_server):
 
 
 def test_long_poll_is_woken_by_a_new_message(live_server):
-    """LIVE_CONFIG re-checks the database only every 30 s: only the hub can wake it."""
+    """LIVE_CONFIG re-checks the database only every 60 s: only the hub can wake it."""
     alice, bob = pair(live_server)
     answers: list[list[dict]] = []
     waiter = threading.Thread(
-        target=lambda: answers.append(bob.get("/notifications/wait?after=0&timeout=5").json())
+        target=lambda: answers.append(
+            bob.get("/notifications/wait?after=0&timeout=30", timeout=(5, 60)).json()
+        )
     )
     waiter.start()
     time.sleep(0.5)
     alice.send(bob.username, "wake up")
-    waiter.join(timeout=30)
+    waiter.join(timeout=90)
     assert [[n["data"] for n in answer] for answer in answers] == [[1]]
 
 
@@ -175,7 +177,9 @@ def test_long_poll_sees_writes_made_by_another_process(rechecking_server, rechec
     _, bob = pair(rechecking_server)
     answers: list[list[dict]] = []
     waiter = threading.Thread(
-        target=lambda: answers.append(bob.get("/notifications/wait?after=0&timeout=5").json())
+        target=lambda: answers.append(
+            bob.get("/notifications/wait?after=0&timeout=30", timeout=(5, 60)).json()
+        )
     )
     waiter.start()
     time.sleep(0.3)
@@ -192,7 +196,7 @@ def test_long_poll_sees_writes_made_by_another_process(rechecking_server, rechec
         reader.add_notification("from_another_process", "hello")
         db.session.commit()
         db.engine.dispose()
-    waiter.join(timeout=30)
+    waiter.join(timeout=90)
     assert [[n["name"] for n in answer] for answer in answers] == [["from_another_process"]]
 
 
