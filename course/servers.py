@@ -271,9 +271,10 @@ def start_mock_api(
             f"seed={handle.info.get('seed')}, not items={items}, seed={seed}. "
             f"Stop it (or restart the kernel that started it), or pass port=None."
         )
-    if not handle.owned:
-        _request("PUT", handle.url + "/_scenario", dict(scenario or {}))
-        _request("POST", handle.url + "/_reset", None)
+    # Always, even for a server this process just started or started earlier
+    # (a registry hit): the scenario clock starts now and the counters are empty.
+    _request("PUT", handle.url + "/_scenario", dict(scenario or {}))
+    _request("POST", handle.url + "/_reset", None)
     return handle
 
 

@@ -1,0 +1,286 @@
+"""The mock items API as an aiohttp application: ``make_app(config)``.
+
+Public routes (subject to the scenario, counted in the stats):
+
+- ``GET /``                -> ``Hello, world``
+- ``GET /items``           -> ``[0, 1, ..., N-1]``
+- ``GET /items?page=P&per_page=K`` -> one page and a link to the next
+- ``GET /items/{id}``      -> ``{"email": "..."}``
+
+Control routes (underscore prefix: never faulted, limited or counted):
+``GET /_info``, ``GET|PUT /_scenario``, ``POST /_reset``, ``GET /_stats[?detail=1]``.
+
+Every error answer is JSON ``{"error": "<what went wrong and what to do>"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .emails import EmailBook
+from .faults import FaultPlan, Verdict
+from .scenario import Scenario, ScenarioError
+from .stats import DROPPED, Stats
+
+__all__ = ["MockConfig", "MockState", "STATE", "VERSION", "make_app"]
+
+VERSION = "1.0.0"
+MAX_PER_PAGE = 1000
+DEFAULT_PER_PAGE = 100
+MAX_PAGE = 1_000_000_000
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """How the server starts: ``items`` ids, the email ``seed``, the first ``scenario``.
+
+    ``warm_items`` emails are made at start so that first requests are as fast as later ones.
+    """
+
+    items: int = 1000
+    seed: int = 0
+    scenario: Scenario = field(default_factory=Scenario)
+    warm_items: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.items < 0:
+            raise ValueError(f"items must be >= 0, not {self.items}")
+
+
+@dataclass
+class MockState:
+    """The live state of one app; ``plan`` and ``stats`` are replaced on reset."""
+
+    config: MockConfig
+    emails: EmailBook
+    plan: FaultPlan
+    stats: Stats
+    items_body: bytes
+
+
+STATE = web.AppKey("mockapi_state", MockState)
+_STATS = "mockapi.stats"
+
+
+def make_app(config: MockConfig | None = None) -> web.Application:
+    """Build the application; run it with ``web.run_app`` or ``server.mockapi.serve``."""
+    config = config or MockConfig()
+    now = time.monotonic()
+    emails = EmailBook(config.seed)
+    emails.warm(min(config.items, config.warm_items))
+    app = web.Application(middlewares=[_scenario_and_stats, _json_errors])
+    app[STATE] = MockState(
+        config=config,
+        emails=emails,
+        plan=FaultPlan(config.scenario, now),
+        stats=Stats(now),
+        items_body=json.dumps(list(range(config.items))).encode(),
+    )
+    app.router.add_get("/", hello)
+    app.router.add_get("/items", list_items)
+    app.router.add_get("/items/{id}", get_item)
+    app.router.add_get("/_info", info)
+    app.router.add_get("/_scenario", get_scenario)
+    app.router.add_put("/_scenario", put_scenario)
+    app.router.add_post("/_reset", reset)
+    app.router.add_get("/_stats", stats)
+    return app
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A JSON ``{"error": message}`` answer."""
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+# -- middlewares ----------------------------------------------------------------
+
+
+@web.middleware
+async def _scenario_and_stats(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Apply the scenario to public routes and record what happened (see ``faults.py``)."""
+    if request.path.startswith("/_"):
+        return await handler(request)
+    now = time.monotonic()
+    state = request.app[STATE]
+    stats = state.stats
+    index = stats.arrive(now)
+    request[_STATS] = stats
+    status = "500"
+    try:
+        plan = state.plan
+        decision = plan.decide(request.path_qs, now)
+        verdict = decision.verdict
+        if verdict is Verdict.ANSWER:
+            if decision.latency:
+                await asyncio.sleep(decision.latency)
+            response = await handler(request)
+            if decision.headers:
+                response.headers.update(decision.headers)
+        elif verdict is Verdict.OUTAGE:
+            response = error_response(
+                503,
+                f"The service is down for maintenance for another {decision.wait:.2f} s; "
+                f"retry after {decision.retry_after} s.",
+                {"Retry-After": str(decision.retry_after)},
+            )
+        elif verdict is Verdict.LIMITED:
+            headers = {"Retry-After": str(decision.retry_after), **(decision.headers or {})}
+            rate = plan.scenario.rate_limit
+            response = error_response(
+                429,
+                f"Too many requests: the limit is {rate.requests if rate else '?'} per "
+                f"{rate.per if rate else 0:g} s and a slot frees in {decision.wait:.3f} s. "
+                f"Slow down and retry after {decision.retry_after} s.",
+                headers,
+            )
+        elif verdict is Verdict.ERROR:
+            response = error_response(
+                500, "Simulated server error (the scenario's error_rate); retry the request.", decision.headers
+            )
+        else:  # Verdict.DROP: close the connection without a word
+            status = DROPPED
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()  # aiohttp finds the transport closed and writes nothing
+        status = str(response.status)
+        return response
+    except asyncio.CancelledError:
+        status = "cancelled"
+        raise
+    finally:
+        stats.finish(index, status)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's plain-text errors (unknown route, wrong method) into JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            message = (
+                f"No route {request.path}. The routes are GET /, /items, /items?page=P&per_page=K, "
+                f"/items/{{id}} and the control routes /_info, /_scenario, /_reset, /_stats."
+            )
+        elif exc.status == 405:
+            allowed = exc.headers.get("Allow", "")
+            message = f"{request.method} is not allowed on {request.path}; use {allowed or 'another method'}."
+        else:
+            message = f"{exc.reason}: {exc.text}"
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, message, headers)
+    except Exception as exc:  # a bug here must still answer in JSON, and be logged
+        log.exception("unhandled error answering %s %s", request.method, request.path_qs)
+        return error_response(500, f"Internal error in the mock API ({type(exc).__name__}); see the server log.")
+
+
+# -- public routes ------------------------------------------------------------
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="Hello, world")
+
+
+async def list_items(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    query = request.query
+    if "page" not in query and "per_page" not in query:
+        return web.Response(body=state.items_body, content_type="application/json")
+    try:
+        page = _positive_int(query.get("page", "1"), "page", MAX_PAGE)
+        per_page = _positive_int(query.get("per_page", str(DEFAULT_PER_PAGE)), "per_page", MAX_PER_PAGE)
+    except ValueError as exc:
+        return error_response(400, str(exc))
+    total = state.config.items
+    first = (page - 1) * per_page
+    last = min(first + per_page, total)
+    more = last < total
+    return web.json_response(
+        {
+            "items": list(range(first, last)) if first < total else [],
+            "page": page,
+            "per_page": per_page,
+            "total": total,
+            "next": f"/items?page={page + 1}&per_page={per_page}" if more else None,
+        }
+    )
+
+
+def _positive_int(raw: str, name: str, high: int) -> int:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
+        raise ValueError(f"{name} must be a whole number from 1 to {high}, not {raw!r}.")
+    return int(raw)
+
+
+async def get_item(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    raw = request.match_info["id"]
+    total = state.config.items
+    if not (raw.isascii() and raw.isdigit()) or (raw != "0" and raw[0] == "0") or int(raw) >= total:
+        return error_response(
+            404, f"No item {raw!r}: ids are whole numbers from 0 to {total - 1}; GET /items lists them."
+        )
+    item_id = int(raw)
+    stats: Stats | None = request.get(_STATS)
+    if stats is not None:
+        stats.item_served(item_id)
+    return web.Response(body=state.emails.body(item_id), content_type="application/json")
+
+
+# -- control routes -----------------------------------------------------------
+
+
+async def info(request: web.Request) -> web.Response:
+    config = request.app[STATE].config
+    return web.json_response(
+        {"server": "mockapi", "items": config.items, "seed": config.seed, "pid": os.getpid(), "version": VERSION}
+    )
+
+
+async def get_scenario(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].plan.scenario.to_json())
+
+
+async def put_scenario(request: web.Request) -> web.Response:
+    text = await request.text()
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return error_response(
+            400, f"The body is not valid JSON ({exc}); send a scenario object such as {{\"error_rate\": 0.1}}."
+        )
+    try:
+        scenario = Scenario.from_json(data)
+    except ScenarioError as exc:
+        return error_response(400, f"Bad scenario: {exc}")
+    state = request.app[STATE]
+    state.plan = FaultPlan(scenario, time.monotonic())
+    log.info("scenario replaced: %s", json.dumps(scenario.to_json()))
+    return web.json_response(scenario.to_json())
+
+
+async def reset(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    now = time.monotonic()
+    state.stats = Stats(now)
+    state.plan = FaultPlan(state.plan.scenario, now)
+    return web.json_response({"ok": True})
+
+
+async def stats(request: web.Request) -> web.Response:
+    detail = request.query.get("detail", "0").lower() in {"1", "true", "yes"}
+    return web.json_response(request.app[STATE].stats.snapshot(time.monotonic(), detail=detail))
