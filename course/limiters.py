@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 __all__ = ["RateLimiter", "Gate"]
 
@@ -34,7 +35,11 @@ __all__ = ["RateLimiter", "Gate"]
 class RateLimiter:
     """At most ``rate`` acquisitions per ``per`` seconds, evenly spaced.
 
-    ``margin`` (a fraction, default 1 %) keeps the schedule under the limit.
+    ``margin`` (a fraction, default 0.8 %) keeps the schedule under the limit.
+    On top of the schedule the limiter remembers when the last ``rate``
+    callers actually went, and never lets more than ``rate`` go within
+    ``per * (1 + margin)`` seconds: a caller that woke late (a busy event
+    loop) does not leave the next window with one request too many.
     ``slow_down(factor)`` lowers the pace (after a 429); it recovers to the
     target linearly over ``recovery`` seconds.
     """
@@ -44,9 +49,9 @@ class RateLimiter:
         rate: float,
         per: float = 1.0,
         *,
-        margin: float = 0.01,
+        margin: float = 0.008,
         burst: int = 1,
-        recovery: float = 10.0,
+        recovery: float = 5.0,
     ) -> None:
         if rate <= 0 or per <= 0:
             raise ValueError(f"RateLimiter needs rate > 0 and per > 0, got rate={rate}, per={per}")
@@ -64,6 +69,8 @@ class RateLimiter:
         self._interval = 1.0 / self._target
         self._tat = 0.0  # theoretical arrival time of the next slot (GCRA)
         self._adjusted = time.monotonic()
+        self._window = per * (1.0 + margin)
+        self._went: deque[float] = deque(maxlen=max(1, int(rate)))
 
     @property
     def current_rate(self) -> float:
@@ -82,8 +89,19 @@ class RateLimiter:
         delay = slot - now
         if delay > 0:
             await asyncio.sleep(delay)
+        went = self._went
+        if len(went) == went.maxlen:
+            while True:  # the sliding-window check on actual departure times
+                now = time.monotonic()
+                wait = went[0] + self._window - now
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            went.append(now)
+        else:
+            went.append(time.monotonic())
 
-    def slow_down(self, factor: float = 0.8) -> None:
+    def slow_down(self, factor: float = 0.9) -> None:
         """Lower the pace by ``factor`` (never below a tenth of the target)."""
         if not 0 < factor <= 1:
             raise ValueError(f"slow_down factor must be in (0, 1], got {factor}")
