@@ -101,6 +101,12 @@ class RateLimiter:
         else:
             went.append(time.monotonic())
 
+    async def __aenter__(self) -> None:  # so it fits where a Throttler or AsyncLimiter would
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
     def slow_down(self, factor: float = 0.9) -> None:
         """Lower the pace by ``factor`` (never below a tenth of the target)."""
         if not 0 < factor <= 1:

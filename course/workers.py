@@ -129,6 +129,7 @@ class WorkerPool:
         self.progress = progress
         self.name = name
         self._own_session = False
+        self._depth = 0
 
     # -- session ---------------------------------------------------------------
 
@@ -136,12 +137,14 @@ class WorkerPool:
         if self.session is None:
             self.session = new_session(self.workers, self.timeout)
             self._own_session = True
+        self._depth += 1
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._own_session and self.session is not None:
+        self._depth -= 1
+        if self._depth == 0 and self._own_session and self.session is not None:
             await self.session.close()
             self.session = None
             self._own_session = False
@@ -163,11 +166,18 @@ class WorkerPool:
         async with self:
             return await run_stages([self], items, on_outcome=on_outcome, progress=self.progress)
 
-    async def fetch(self, item: Any) -> Outcome:
-        """Fetch one item through the limiter, gate and policies (inside ``async with``)."""
+    async def fetch(
+        self, item: Any, *, build: RequestBuilder | None = None, unpack: Unpacker | None = None
+    ) -> Outcome:
+        """Fetch one item through the pool's limiter, gate and policies.
+
+        Use inside ``async with pool:``. ``build``/``unpack`` override the
+        pool's own for this call (a listing request goes through the same
+        rate limit and error handling as the items do).
+        """
         if self.session is None:
             raise RuntimeError("use `async with pool:` (or pool.run) so the pool has a session")
-        return await self._process(self.session, item)
+        return await self._process(self.session, item, build, unpack)
 
     # -- the worker --------------------------------------------------------------
 
@@ -189,9 +199,15 @@ class WorkerPool:
             if done is not None:
                 await done
 
-    async def _process(self, session: aiohttp.ClientSession, item: Any) -> Outcome:
+    async def _process(
+        self,
+        session: aiohttp.ClientSession,
+        item: Any,
+        build: RequestBuilder | None = None,
+        unpack: Unpacker | None = None,
+    ) -> Outcome:
         try:
-            request = self.build(item)
+            request = (build or self.build)(item)
         except Exception as exc:  # a bad item must not stop the pool
             self.stats.record_outcome(False)
             return Failure(item, f"request builder failed: {type(exc).__name__}: {exc}", None, 0, self.name)
@@ -241,7 +257,7 @@ class WorkerPool:
             status = attempt.status
             if decision.verdict is Verdict.ACCEPT:
                 try:
-                    data = None if response is None else self.unpack(item, response)
+                    data = None if response is None else (unpack or self.unpack)(item, response)
                 except Exception as exc:
                     stats.record_outcome(False)
                     return Failure(item, f"unpacking failed: {type(exc).__name__}: {exc}", status, number, self.name)
