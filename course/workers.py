@@ -375,6 +375,13 @@ async def run_stages(
             group.create_task(_produce(items, queues[0], stages[0].workers))
             for index in range(len(stages)):
                 group.create_task(run_stage(index))
+    except BaseExceptionGroup as group:
+        # One task failed and the others were cancelled: raise that one
+        # error as itself (a ListingError, say), not wrapped in a group.
+        errors = group.exceptions
+        if len(errors) == 1 and not isinstance(errors[0], BaseExceptionGroup):
+            raise errors[0] from group
+        raise
     finally:
         if bar is not None:
             bar.close()
