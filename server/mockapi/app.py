@@ -71,7 +71,9 @@ class MockState:
 
 
 STATE = web.AppKey("mockapi_state", MockState)
-_STATS = "mockapi.stats"
+# Where the middleware leaves the request's Stats for the item handler
+# (a typed web.RequestKey on recent aiohttp, a plain string on older ones).
+_STATS = web.RequestKey("mockapi_stats", Stats) if hasattr(web, "RequestKey") else "mockapi.stats"
 
 
 def make_app(config: MockConfig | None = None) -> web.Application:

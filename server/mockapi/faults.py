@@ -5,7 +5,9 @@ The checks run in this order, and the first that applies answers:
 1. **outage** — inside an outage window: 503 with ``Retry-After``.
 2. **rate limit** — over the sliding-window limit: 429 with ``Retry-After``
    (whole seconds until a slot frees, rounded up, at least 1) and
-   ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``.
+   ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``
+   (seconds until a slot frees, rounded up to the millisecond). Admitted
+   requests carry the same three ``X-RateLimit-*`` headers.
 3. **drop** — with probability ``drop_rate``: the connection is closed with no answer.
 4. **error** — with probability ``error_rate``: 500.
 5. **latency** — the answer waits ``mean ± jitter`` seconds.
@@ -89,13 +91,13 @@ class FaultPlan:
                     headers={
                         "X-RateLimit-Limit": limit,
                         "X-RateLimit-Remaining": "0",
-                        "X-RateLimit-Reset": f"{wait:.3f}",
+                        "X-RateLimit-Reset": _seconds_up(wait),
                     },
                 )
             headers = {
                 "X-RateLimit-Limit": limit,
                 "X-RateLimit-Remaining": str(self.limiter.remaining(now)),
-                "X-RateLimit-Reset": f"{self.limiter.reset_in(now):.3f}",
+                "X-RateLimit-Reset": _seconds_up(self.limiter.reset_in(now)),
             }
         if not self._dice:
             return Decision(Verdict.ANSWER, headers=headers)
@@ -110,3 +112,8 @@ class FaultPlan:
         if error:
             return Decision(Verdict.ERROR, headers=headers)
         return Decision(Verdict.ANSWER, latency=latency, headers=headers)
+
+
+def _seconds_up(seconds: float) -> str:
+    """Seconds rounded up to the millisecond, so a client that waits that long is never early."""
+    return f"{math.ceil(round(seconds * 1000, 6)) / 1000:.3f}"

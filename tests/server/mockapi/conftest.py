@@ -1,0 +1,76 @@
+"""Fixtures: the mock API in-process (aiohttp TestServer) and as a real process (course.servers)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from course.servers import ServerHandle, start_mock_api
+from server.mockapi import MockConfig, Scenario, make_app
+
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[MakeClient]:
+    """``await make_client(items=..., seed=..., scenario={...})`` -> a client of an in-process server."""
+    clients: list[TestClient] = []
+
+    async def factory(*, items: int = 1000, seed: int = 0, scenario: dict[str, Any] | None = None) -> TestClient:
+        config = MockConfig(items=items, seed=seed, scenario=Scenario.from_json(scenario or {}))
+        client = TestClient(TestServer(make_app(config), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient:
+    """An in-process mock API with 1000 items, seed 0 and no faults."""
+    return await make_client()
+
+
+@pytest.fixture(scope="session")
+def live_api() -> Iterator[ServerHandle]:
+    """One real ``python -m server.mockapi`` process on a free port for the whole session."""
+    handle = start_mock_api(port=None, items=1000, seed=0)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+async def api(live_api: ServerHandle) -> AsyncIterator[LiveAPI]:
+    """The live server, scenario cleared and counters reset, with a client session."""
+    async with aiohttp.ClientSession(live_api.url, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        live = LiveAPI(live_api, session)
+        await live.set_scenario({})
+        yield live
+
+
+class LiveAPI:
+    """A tiny helper around the real server: set a scenario, read the stats."""
+
+    def __init__(self, handle: ServerHandle, session: aiohttp.ClientSession) -> None:
+        self.handle = handle
+        self.session = session
+
+    async def set_scenario(self, scenario: dict[str, Any]) -> dict[str, Any]:
+        async with self.session.put("/_scenario", json=scenario) as response:
+            assert response.status == 200, await response.text()
+            body = await response.json()
+        async with self.session.post("/_reset") as response:
+            assert response.status == 200
+        return body
+
+    async def stats(self, detail: bool = True) -> dict[str, Any]:
+        async with self.session.get("/_stats", params={"detail": "1" if detail else "0"}) as response:
+            assert response.status == 200
+            return await response.json()
