@@ -376,17 +376,31 @@ async def run_stages(
             for index in range(len(stages)):
                 group.create_task(run_stage(index))
     except BaseExceptionGroup as group:
-        # One task failed and the others were cancelled: raise that one
-        # error as itself (a ListingError, say), not wrapped in a group.
-        errors = group.exceptions
-        if len(errors) == 1 and not isinstance(errors[0], BaseExceptionGroup):
-            raise errors[0] from group
-        raise
+        # A task failed and the others were cancelled. When every task that
+        # failed failed the same way (one ListingError; each worker's call of
+        # a broken sink), raise that error as itself, not wrapped in groups.
+        first = _single_cause(group)
+        if first is None:
+            raise
+        raise first from group
     finally:
         if bar is not None:
             bar.close()
     report.stats = {stage.name: stage.stats.snapshot() for stage in stages}
     return report
+
+
+def _single_cause(group: BaseExceptionGroup) -> BaseException | None:
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    kinds = {(type(error), str(error)) for error in leaves}
+    return leaves[-1] if len(kinds) == 1 else None
 
 
 def _progress_bar(total: int | None, enabled: bool, name: str) -> Any:
