@@ -168,7 +168,12 @@ class WorkerPool:
             return await run_stages([self], items, on_outcome=on_outcome, progress=self.progress)
 
     async def fetch(
-        self, item: Any, *, build: RequestBuilder | None = None, unpack: Unpacker | None = None
+        self,
+        item: Any,
+        *,
+        build: RequestBuilder | None = None,
+        unpack: Unpacker | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Outcome:
         """Fetch one item through the pool's limiter, gate and policies.
 
@@ -178,7 +183,7 @@ class WorkerPool:
         """
         if self.session is None:
             raise RuntimeError("use `async with pool:` (or pool.run) so the pool has a session")
-        return await self._process(self.session, item, build, unpack)
+        return await self._process(self.session, item, build, unpack, retry)
 
     # -- the worker --------------------------------------------------------------
 
@@ -206,7 +211,9 @@ class WorkerPool:
         item: Any,
         build: RequestBuilder | None = None,
         unpack: Unpacker | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Outcome:
+        retry = retry or self.retry
         try:
             request = (build or self.build)(item)
         except Exception as exc:  # a bad item must not stop the pool
@@ -257,7 +264,7 @@ class WorkerPool:
             if status is not None and policy.plain_success(status):
                 decision, attempt = _ACCEPTED, None  # the common case, without a handler call
             else:
-                attempt = Attempt(item, request, number, errors, response, error, limiter, gate, self.retry)
+                attempt = Attempt(item, request, number, errors, response, error, limiter, gate, retry)
                 try:
                     decision = await policy.decide(attempt)
                 finally:
@@ -279,7 +286,7 @@ class WorkerPool:
                 return Failure(item, decision.reason or attempt.describe(), status, number, self.name)
             if decision.counted:
                 errors += 1
-                if self.retry.exhausted(errors):
+                if retry.exhausted(errors):
                     stats.record_outcome(False)
                     reason = decision.reason or attempt.describe()
                     return Failure(
@@ -287,7 +294,7 @@ class WorkerPool:
                     )
             else:
                 throttled += 1
-                if throttled > self.retry.max_throttled:
+                if throttled > retry.max_throttled:
                     stats.record_outcome(False)
                     reason = decision.reason or attempt.describe()
                     return Failure(
