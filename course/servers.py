@@ -66,6 +66,8 @@ class ServerHandle:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: How to tell that this kind of server answers (the ``identify`` of start_server).
+    probe: Callable[[str], dict[str, Any] | None] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -80,6 +82,8 @@ class ServerHandle:
     def running(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
+        if self.probe is not None:  # a control route: not counted, never faulted
+            return self.probe(self.url) is not None
         return _answers(self.url + "/")
 
     def output(self, last_lines: int = 40) -> str:
@@ -139,7 +143,7 @@ def start_server(
             info = identify(f"http://{host}:{port}")
             if info is not None:
                 log.info("reusing %s already answering at %s:%s", name, host, port)
-                return ServerHandle(name, host, port, None, None, info)
+                return ServerHandle(name, host, port, None, None, info, probe=identify)
         if _port_in_use(host, port):
             raise ServerStartError(
                 f"Port {port} on {host} is taken by something that is not a {name}. "
@@ -189,7 +193,7 @@ def _launch(
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     log_file.close()
-    handle = ServerHandle(name, host, port, process, Path(log_file.name))
+    handle = ServerHandle(name, host, port, process, Path(log_file.name), probe=identify)
     url = handle.url
     deadline = time.monotonic() + timeout
     while True:

@@ -63,14 +63,15 @@ class FaultPlan:
         self.started = started
         rate = scenario.rate_limit
         self.limiter = None if rate is None else SlidingWindowLimiter(rate.requests, rate.per)
-        self._quiet = scenario.is_quiet
+        #: True for a scenario that never interferes: callers may skip ``decide``.
+        self.quiet = scenario.is_quiet
         self._dice = scenario.needs_dice
         self._has_outages = bool(scenario.outages or scenario.outage_every)
         self._counts: dict[str, int] = {}
 
     def decide(self, path: str, now: float) -> Decision:
         """The decision for a request to ``path`` (path and query) arriving at ``now`` (monotonic)."""
-        if self._quiet:
+        if self.quiet:
             return ANSWER
         scenario = self.scenario
         if self._has_outages:

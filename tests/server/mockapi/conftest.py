@@ -21,7 +21,8 @@ async def make_client() -> AsyncIterator[MakeClient]:
     clients: list[TestClient] = []
 
     async def factory(*, items: int = 1000, seed: int = 0, scenario: dict[str, Any] | None = None) -> TestClient:
-        config = MockConfig(items=items, seed=seed, scenario=Scenario.from_json(scenario or {}))
+        # warm_items=0: emails are made on first request (quicker tests, same addresses)
+        config = MockConfig(items=items, seed=seed, scenario=Scenario.from_json(scenario or {}), warm_items=0)
         client = TestClient(TestServer(make_app(config), host="127.0.0.1"))
         await client.start_server()
         clients.append(client)

@@ -173,3 +173,23 @@ async def test_control_routes_are_not_counted(client):
 async def test_reset_answers_ok(client):
     response = await client.post("/_reset")
     assert response.status == 200 and await response.json() == {"ok": True}
+
+
+async def test_unknown_control_route_is_404_json_and_not_counted(client):
+    response = await client.get("/_nope")
+    assert response.status == 404 and "/_stats" in (await response.json())["error"]
+    assert (await (await client.get("/_stats")).json())["requests"] == 0
+
+
+async def test_wrong_method_on_a_control_route_is_405(client):
+    response = await client.delete("/_scenario")
+    assert response.status == 405
+    assert {"GET", "PUT"} <= set(response.headers["Allow"].split(", "))
+
+
+def test_warm_and_lazy_emails_are_the_same():
+    from server.mockapi.emails import EmailBook
+
+    warm, lazy = EmailBook(seed=4), EmailBook(seed=4)
+    warm.warm(30)
+    assert [lazy.body(i) for i in reversed(range(30))] == [warm.body(i) for i in reversed(range(30))]
