@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 
 from course.limiters import Gate, RateLimiter
-from course.policies import Attempt, ErrorPolicy, RetryPolicy, Verdict
+from course.policies import Attempt, Decision, ErrorPolicy, RetryPolicy, Verdict
 from course.records import Failure, Outcome, Request, Response, Result
 from course.stats import Hook, RequestEvent, Stats, StatsSnapshot
 
@@ -89,6 +89,7 @@ class _End:
 
 
 _END = _End()
+_ACCEPTED = Decision.accept()
 
 
 class WorkerPool:
@@ -211,7 +212,7 @@ class WorkerPool:
         except Exception as exc:  # a bad item must not stop the pool
             self.stats.record_outcome(False)
             return Failure(item, f"request builder failed: {type(exc).__name__}: {exc}", None, 0, self.name)
-        limiter, gate, stats, hooks = self.limiter, self.gate, self.stats, self.hooks
+        limiter, gate, stats, hooks, policy = self.limiter, self.gate, self.stats, self.hooks, self.policy
         number = errors = throttled = 0
         while True:
             number += 1
@@ -221,6 +222,8 @@ class WorkerPool:
                     await limiter.acquire()
                 if probe or gate.is_open:
                     break
+                if limiter is not None:
+                    limiter.release()
             event = None
             if hooks:
                 event = RequestEvent(item, request.url, number, self.name)
@@ -241,20 +244,28 @@ class WorkerPool:
                     response = Response(resp.status, resp.headers, body)
             except Exception as exc:  # the policy decides what an error means
                 error = exc
+            finally:
+                if limiter is not None:
+                    limiter.release()  # the server has counted it by now, if ever
             duration = time.perf_counter() - started
-            stats.record_request(None if response is None else response.status, error, duration)
+            status = None if response is None else response.status
+            stats.record_request(status, error, duration)
             if event is not None:
-                event.status = None if response is None else response.status
-                event.error, event.duration = error, duration
+                event.status, event.error, event.duration = status, error, duration
                 for hook in hooks:
                     hook.after_request(event)
-            attempt = Attempt(item, request, number, errors, response, error, limiter, gate, self.retry)
-            try:
-                decision = await self.policy.decide(attempt)
-            finally:
-                if probe:
-                    gate.probe_finished()
-            status = attempt.status
+            if status is not None and policy.plain_success(status):
+                decision, attempt = _ACCEPTED, None  # the common case, without a handler call
+            else:
+                attempt = Attempt(item, request, number, errors, response, error, limiter, gate, self.retry)
+                try:
+                    decision = await policy.decide(attempt)
+                finally:
+                    if probe:
+                        gate.probe_finished()
+                        probe = False
+            if probe:
+                gate.probe_finished()
             if decision.verdict is Verdict.ACCEPT:
                 try:
                     data = None if response is None else (unpack or self.unpack)(item, response)
@@ -330,7 +341,7 @@ async def run_stages(
     total = len(items) if isinstance(items, Sized) and len(stages) == 1 else None
     bar = _progress_bar(total, progress, stages[-1].name)
 
-    async def finish(outcome: Outcome) -> None:
+    def finish(outcome: Outcome) -> Awaitable[None] | None:
         if isinstance(outcome, Result):
             report.succeeded += 1
             if on_outcome is None:
@@ -339,10 +350,7 @@ async def run_stages(
             report.failures.append(outcome)
         if bar is not None:
             bar.update(1)
-        if on_outcome is not None:
-            done = on_outcome(outcome)
-            if done is not None:
-                await done
+        return None if on_outcome is None else on_outcome(outcome)
 
     queues: list[asyncio.Queue[Any]] = [asyncio.Queue(maxsize=stage.queue_size) for stage in stages]
 
@@ -351,7 +359,9 @@ async def run_stages(
 
         async def forward(outcome: Outcome) -> None:
             if isinstance(outcome, Failure):
-                await finish(outcome)
+                done = finish(outcome)
+                if done is not None:
+                    await done
                 return
             for next_item in outcome.data or ():
                 await next_queue.put(next_item)
