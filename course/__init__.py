@@ -5,6 +5,13 @@ Each lesson's idea lives in one module whose name says it:
 - ``course.servers``  start/reuse/stop the bundled servers from a notebook or test
 - ``course.checks``   exercises with ``check()``, ``hint()`` and ``solution()``
 - ``course.show``     display the package's own source in a notebook
+- ``course.exercises`` one module of exercises per lesson
+
+Lesson A (the Flask messaging app in ``server.messaging``):
+
+- ``course.notify``   poll / long-poll / SSE clients delivering one ``Notification``
+  to one callback; ``login`` and ``send_message`` through the app's real forms
+- ``course.lesson01_app``, ``course.lesson03_delivery``  the lessons' own helpers
 
 The async client framework (lesson B), one idea per module:
 
