@@ -150,7 +150,7 @@ def plot_timeline(
     ax.set_ylabel("requests per second" if step else "requests")
     if title:
         ax.set_title(title)
-    ax.legend(title="status", loc="upper right", fontsize="small")
+    ax.legend(title="status", loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return ax
 
 
