@@ -1,16 +1,25 @@
 """Rate limiting: an evenly spaced schedule, and a gate that pauses every worker.
 
-``RateLimiter`` hands out send times on an *absolute* schedule: each caller
-gets the next free slot, one interval after the previous slot, and sleeps
-until it. Time lost to a late wake-up is never lost from the schedule (the
-next slot is computed from the previous slot, not from when anyone woke up),
-so the achieved rate stays at the target. The target sits a small ``margin``
-under the server's limit: the server stamps a request when it *arrives*,
-a little later and a little less evenly than we sent it, and the margin
-absorbs that jitter so no window of the server ever counts more than R.
-There is no start-up burst: the first caller goes at once, the second one
-interval later (``burst`` > 1 allows a GCRA-style allowance if the server
-has one).
+``RateLimiter`` does two things, both cheap:
+
+1. It hands out send times on an *absolute* schedule: each caller gets the
+   next free slot, one interval after the previous slot, and sleeps until
+   it. Time lost to a late wake-up is not lost from the schedule (the next
+   slot is computed from the previous slot, not from when anyone woke up),
+   so the achieved rate stays at the target; and there is no start-up
+   burst: the first caller goes at once, the second one interval later.
+2. It keeps the server's own count, conservatively. A server with a
+   sliding-window limit stamps a request when it *arrives*; we cannot see
+   that moment, but we know it lies between our ``acquire()`` and the end of
+   the response (``release()``). So a request counts as "in the window"
+   from ``acquire()`` until ``per`` seconds after its ``release()``, and a
+   caller waits while ``rate`` requests are in that state. Whatever the
+   jitter between our clock and the server's stamps (a slow connect, a busy
+   event loop, a server that stalls), no window of the server can then see
+   more than ``rate`` requests.
+
+The schedule runs a small ``margin`` under the rate, so that the window
+check (2) seldom has to hold anyone back.
 
 ``Gate`` is the "pause everyone" switch. ``pause(seconds)`` closes it (a 503
 with ``Retry-After``); every worker waits at ``enter()`` until the pause
@@ -20,7 +29,8 @@ starts again. So during an outage the server sees one request per
 ``Retry-After`` period from the whole pool, not one per worker.
 
     >>> limiter = RateLimiter(500)          # at most 500 requests per second
-    >>> await limiter.acquire()             # returns at this caller's slot
+    >>> async with limiter:                 # waits for this caller's slot
+    ...     await send_the_request()        # counted until the answer is in
 """
 
 from __future__ import annotations
@@ -33,13 +43,11 @@ __all__ = ["RateLimiter", "Gate"]
 
 
 class RateLimiter:
-    """At most ``rate`` acquisitions per ``per`` seconds, evenly spaced.
+    """At most ``rate`` requests in any ``per`` seconds, evenly spaced.
 
-    ``margin`` (a fraction, default 0.8 %) keeps the schedule under the limit.
-    On top of the schedule the limiter remembers when the last ``rate``
-    callers actually went, and never lets more than ``rate`` go within
-    ``per * (1 + margin)`` seconds: a caller that woke late (a busy event
-    loop) does not leave the next window with one request too many.
+    Use ``async with limiter:`` around a request, or ``await acquire()`` before
+    it and ``release()`` once its answer (or error) is in. ``margin`` (a
+    fraction, default 0.5 %) keeps the schedule under the limit.
     ``slow_down(factor)`` lowers the pace (after a 429); it recovers to the
     target linearly over ``recovery`` seconds.
     """
@@ -49,7 +57,7 @@ class RateLimiter:
         rate: float,
         per: float = 1.0,
         *,
-        margin: float = 0.008,
+        margin: float = 0.005,
         burst: int = 1,
         recovery: float = 5.0,
     ) -> None:
@@ -69,16 +77,23 @@ class RateLimiter:
         self._interval = 1.0 / self._target
         self._tat = 0.0  # theoretical arrival time of the next slot (GCRA)
         self._adjusted = time.monotonic()
-        self._window = per * (1.0 + margin)
-        self._went: deque[float] = deque(maxlen=max(1, int(rate)))
+        self._limit = max(1, int(rate))
+        self._released: deque[float] = deque()  # release times less than `per` ago
+        self._in_flight = 0
+        self._full = asyncio.Lock()  # held by the one caller waiting for room
 
     @property
     def current_rate(self) -> float:
         """The pace right now, in acquisitions per second."""
         return self._current
 
+    @property
+    def in_flight(self) -> int:
+        """Requests acquired and not yet released."""
+        return self._in_flight
+
     async def acquire(self) -> None:
-        """Wait until this caller's slot; slots are 1/rate apart, never reused."""
+        """Wait for this caller's slot; the request counts until ``release()``."""
         now = time.monotonic()
         if self._current < self._target:
             self._recover(now)
@@ -89,23 +104,40 @@ class RateLimiter:
         delay = slot - now
         if delay > 0:
             await asyncio.sleep(delay)
-        went = self._went
-        if len(went) == went.maxlen:
-            while True:  # the sliding-window check on actual departure times
+        released, horizon = self._released, time.monotonic() - self.per
+        while released and released[0] <= horizon:
+            released.popleft()
+        if len(released) + self._in_flight >= self._limit or self._full.locked():
+            await self._wait_for_room()
+        self._in_flight += 1
+
+    def release(self) -> None:
+        """A request is over (answered, failed or abandoned); it leaves the window ``per`` s from now."""
+        if self._in_flight <= 0:
+            raise RuntimeError("RateLimiter.release() called more often than acquire()")
+        self._in_flight -= 1
+        self._released.append(time.monotonic())
+
+    async def _wait_for_room(self) -> None:
+        # One caller at a time waits for the window (the others queue on the
+        # lock, first come first served), so a full window costs one timer,
+        # not a wake-up of every waiter. A release never makes room by itself
+        # (the request still counts for `per` s); only the oldest ageing out does.
+        async with self._full:
+            released, per = self._released, self.per
+            while True:
                 now = time.monotonic()
-                wait = went[0] + self._window - now
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
-            went.append(now)
-        else:
-            went.append(time.monotonic())
+                while released and released[0] <= now - per:
+                    released.popleft()
+                if len(released) + self._in_flight < self._limit:
+                    return
+                await asyncio.sleep(released[0] + per - now if released else per)
 
     async def __aenter__(self) -> None:  # so it fits where a Throttler or AsyncLimiter would
         await self.acquire()
 
     async def __aexit__(self, *exc_info: object) -> None:
-        return None
+        self.release()
 
     def slow_down(self, factor: float = 0.9) -> None:
         """Lower the pace by ``factor`` (never below a tenth of the target)."""

@@ -192,6 +192,10 @@ class ErrorPolicy:
         table.update(self.handlers)
         self._table = table
 
+    def plain_success(self, status: int) -> bool:
+        """True for a 2xx no custom handler claims: accepted without calling a handler."""
+        return 200 <= status < 300 and status not in self._table
+
     def handler_for(self, status: int) -> Handler:
         found = self._table.get(status)
         if found is not None:

@@ -46,6 +46,7 @@ class ThrottledQueue(asyncio.Queue, Generic[T]):  # type: ignore[type-arg]
             item: T = await super().get()
             try:
                 await self.limiter.acquire()
+                self.limiter.release()  # the item leaves now: that is the event being spaced
             except BaseException:
                 # Cancelled while waiting for the slot: the item goes back to
                 # the front (asyncio.Queue keeps items in the deque _queue).

@@ -59,7 +59,7 @@ class Stats:
         self.results = 0
         self.failures = 0
         self.retries = 0
-        self.by_status: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self._per_second: list[int] = []
         self._hist = [0] * _NBUCKETS
@@ -81,7 +81,7 @@ class Stats:
         if error is not None:
             self.errors[type(error).__name__] += 1
         else:
-            self.by_status[str(status)] += 1
+            self.by_status[status] += 1
         second = int(now - self.started)
         per_second = self._per_second
         while len(per_second) <= second:
@@ -123,7 +123,7 @@ class Stats:
             results=self.results,
             failures=self.failures,
             retries=self.retries,
-            by_status=dict(sorted(self.by_status.items())),
+            by_status={str(k): v for k, v in sorted(self.by_status.items())},
             errors=dict(sorted(self.errors.items())),
             duration_mean=self._total_time / self.requests if self.requests else 0.0,
             duration_p50=self._percentile(0.50),

@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 
 from course.limiters import Gate, RateLimiter
-from course.policies import Attempt, ErrorPolicy, RetryPolicy, Verdict
+from course.policies import Attempt, Decision, ErrorPolicy, RetryPolicy, Verdict
 from course.records import Failure, Outcome, Request, Response, Result
 from course.stats import Hook, RequestEvent, Stats, StatsSnapshot
 
@@ -89,6 +89,7 @@ class _End:
 
 
 _END = _End()
+_ACCEPTED = Decision.accept()
 
 
 class WorkerPool:
@@ -167,7 +168,12 @@ class WorkerPool:
             return await run_stages([self], items, on_outcome=on_outcome, progress=self.progress)
 
     async def fetch(
-        self, item: Any, *, build: RequestBuilder | None = None, unpack: Unpacker | None = None
+        self,
+        item: Any,
+        *,
+        build: RequestBuilder | None = None,
+        unpack: Unpacker | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Outcome:
         """Fetch one item through the pool's limiter, gate and policies.
 
@@ -177,7 +183,7 @@ class WorkerPool:
         """
         if self.session is None:
             raise RuntimeError("use `async with pool:` (or pool.run) so the pool has a session")
-        return await self._process(self.session, item, build, unpack)
+        return await self._process(self.session, item, build, unpack, retry)
 
     # -- the worker --------------------------------------------------------------
 
@@ -205,13 +211,15 @@ class WorkerPool:
         item: Any,
         build: RequestBuilder | None = None,
         unpack: Unpacker | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Outcome:
+        retry = retry or self.retry
         try:
             request = (build or self.build)(item)
         except Exception as exc:  # a bad item must not stop the pool
             self.stats.record_outcome(False)
             return Failure(item, f"request builder failed: {type(exc).__name__}: {exc}", None, 0, self.name)
-        limiter, gate, stats, hooks = self.limiter, self.gate, self.stats, self.hooks
+        limiter, gate, stats, hooks, policy = self.limiter, self.gate, self.stats, self.hooks, self.policy
         number = errors = throttled = 0
         while True:
             number += 1
@@ -221,6 +229,8 @@ class WorkerPool:
                     await limiter.acquire()
                 if probe or gate.is_open:
                     break
+                if limiter is not None:
+                    limiter.release()
             event = None
             if hooks:
                 event = RequestEvent(item, request.url, number, self.name)
@@ -241,20 +251,28 @@ class WorkerPool:
                     response = Response(resp.status, resp.headers, body)
             except Exception as exc:  # the policy decides what an error means
                 error = exc
+            finally:
+                if limiter is not None:
+                    limiter.release()  # the server has counted it by now, if ever
             duration = time.perf_counter() - started
-            stats.record_request(None if response is None else response.status, error, duration)
+            status = None if response is None else response.status
+            stats.record_request(status, error, duration)
             if event is not None:
-                event.status = None if response is None else response.status
-                event.error, event.duration = error, duration
+                event.status, event.error, event.duration = status, error, duration
                 for hook in hooks:
                     hook.after_request(event)
-            attempt = Attempt(item, request, number, errors, response, error, limiter, gate, self.retry)
-            try:
-                decision = await self.policy.decide(attempt)
-            finally:
-                if probe:
-                    gate.probe_finished()
-            status = attempt.status
+            if status is not None and policy.plain_success(status):
+                decision, attempt = _ACCEPTED, None  # the common case, without a handler call
+            else:
+                attempt = Attempt(item, request, number, errors, response, error, limiter, gate, retry)
+                try:
+                    decision = await policy.decide(attempt)
+                finally:
+                    if probe:
+                        gate.probe_finished()
+                        probe = False
+            if probe:
+                gate.probe_finished()
             if decision.verdict is Verdict.ACCEPT:
                 try:
                     data = None if response is None else (unpack or self.unpack)(item, response)
@@ -268,7 +286,7 @@ class WorkerPool:
                 return Failure(item, decision.reason or attempt.describe(), status, number, self.name)
             if decision.counted:
                 errors += 1
-                if self.retry.exhausted(errors):
+                if retry.exhausted(errors):
                     stats.record_outcome(False)
                     reason = decision.reason or attempt.describe()
                     return Failure(
@@ -276,7 +294,7 @@ class WorkerPool:
                     )
             else:
                 throttled += 1
-                if throttled > self.retry.max_throttled:
+                if throttled > retry.max_throttled:
                     stats.record_outcome(False)
                     reason = decision.reason or attempt.describe()
                     return Failure(
@@ -330,7 +348,7 @@ async def run_stages(
     total = len(items) if isinstance(items, Sized) and len(stages) == 1 else None
     bar = _progress_bar(total, progress, stages[-1].name)
 
-    async def finish(outcome: Outcome) -> None:
+    def finish(outcome: Outcome) -> Awaitable[None] | None:
         if isinstance(outcome, Result):
             report.succeeded += 1
             if on_outcome is None:
@@ -339,10 +357,7 @@ async def run_stages(
             report.failures.append(outcome)
         if bar is not None:
             bar.update(1)
-        if on_outcome is not None:
-            done = on_outcome(outcome)
-            if done is not None:
-                await done
+        return None if on_outcome is None else on_outcome(outcome)
 
     queues: list[asyncio.Queue[Any]] = [asyncio.Queue(maxsize=stage.queue_size) for stage in stages]
 
@@ -351,7 +366,9 @@ async def run_stages(
 
         async def forward(outcome: Outcome) -> None:
             if isinstance(outcome, Failure):
-                await finish(outcome)
+                done = finish(outcome)
+                if done is not None:
+                    await done
                 return
             for next_item in outcome.data or ():
                 await next_queue.put(next_item)
