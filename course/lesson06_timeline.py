@@ -134,11 +134,12 @@ def plot_timeline(
     bottom = pd.Series(0.0, index=frame.index)
     for status in frame.columns:
         values = frame[status] * scale
+        drawn = values > 0  # empty bins need no rectangle (quicker to draw)
         ax.bar(
-            frame.index,
-            values,
+            frame.index[drawn],
+            values[drawn],
             width=width,
-            bottom=bottom,
+            bottom=bottom[drawn],
             align="edge",
             color=STATUS_COLOURS.get(status, "tab:gray"),
             label=status,
