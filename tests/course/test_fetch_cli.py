@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 
 def run_fetch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
