@@ -1,0 +1,215 @@
+"""Rate limiting: an evenly spaced schedule, and a gate that pauses every worker.
+
+``RateLimiter`` does two things, both cheap:
+
+1. It hands out send times on an *absolute* schedule: each caller gets the
+   next free slot, one interval after the previous slot, and sleeps until
+   it. Time lost to a late wake-up is not lost from the schedule (the next
+   slot is computed from the previous slot, not from when anyone woke up),
+   so the achieved rate stays at the target; and there is no start-up
+   burst: the first caller goes at once, the second one interval later.
+2. It keeps the server's own count, conservatively. A server with a
+   sliding-window limit stamps a request when it *arrives*; we cannot see
+   that moment, but we know it lies between our ``acquire()`` and the end of
+   the response (``release()``). So a request counts as "in the window"
+   from ``acquire()`` until ``per`` seconds after its ``release()``, and a
+   caller waits while ``rate`` requests are in that state. Whatever the
+   jitter between our clock and the server's stamps (a slow connect, a busy
+   event loop, a server that stalls), no window of the server can then see
+   more than ``rate`` requests.
+
+The schedule runs a small ``margin`` under the rate, so that the window
+check (2) seldom has to hold anyone back.
+
+``Gate`` is the "pause everyone" switch. ``pause(seconds)`` closes it (a 503
+with ``Retry-After``); every worker waits at ``enter()`` until the pause
+ends, then exactly one worker goes through as a *probe*. If the probe gets
+an ordinary answer the gate opens for all; if it gets another 503 the pause
+starts again. So during an outage the server sees one request per
+``Retry-After`` period from the whole pool, not one per worker.
+
+    >>> limiter = RateLimiter(500)          # at most 500 requests per second
+    >>> async with limiter:                 # waits for this caller's slot
+    ...     await send_the_request()        # counted until the answer is in
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+__all__ = ["RateLimiter", "Gate"]
+
+
+class RateLimiter:
+    """At most ``rate`` requests in any ``per`` seconds, evenly spaced.
+
+    Use ``async with limiter:`` around a request, or ``await acquire()`` before
+    it and ``release()`` once its answer (or error) is in. ``margin`` (a
+    fraction, default 0.5 %) keeps the schedule under the limit.
+    ``slow_down(factor)`` lowers the pace (after a 429); it recovers to the
+    target linearly over ``recovery`` seconds.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        per: float = 1.0,
+        *,
+        margin: float = 0.005,
+        burst: int = 1,
+        recovery: float = 5.0,
+    ) -> None:
+        if rate <= 0 or per <= 0:
+            raise ValueError(f"RateLimiter needs rate > 0 and per > 0, got rate={rate}, per={per}")
+        if not 0 <= margin < 1:
+            raise ValueError(f"margin is a fraction of the rate in [0, 1), got {margin}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1 (no burst), got {burst}")
+        self.rate = rate
+        self.per = per
+        self.margin = margin
+        self.burst = burst
+        self.recovery = recovery
+        self._target = rate * (1.0 - margin) / per  # slots per second
+        self._current = self._target
+        self._interval = 1.0 / self._target
+        self._tat = 0.0  # theoretical arrival time of the next slot (GCRA)
+        self._adjusted = time.monotonic()
+        self._limit = max(1, int(rate))
+        self._released: deque[float] = deque()  # release times less than `per` ago
+        self._in_flight = 0
+        self._full = asyncio.Lock()  # held by the one caller waiting for room
+
+    @property
+    def current_rate(self) -> float:
+        """The pace right now, in acquisitions per second."""
+        return self._current
+
+    @property
+    def in_flight(self) -> int:
+        """Requests acquired and not yet released."""
+        return self._in_flight
+
+    async def acquire(self) -> None:
+        """Wait for this caller's slot; the request counts until ``release()``."""
+        now = time.monotonic()
+        if self._current < self._target:
+            self._recover(now)
+        slot = self._tat - (self.burst - 1) * self._interval
+        if slot < now:
+            slot = now
+        self._tat = (self._tat if self._tat > slot else slot) + self._interval
+        delay = slot - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        released, horizon = self._released, time.monotonic() - self.per
+        while released and released[0] <= horizon:
+            released.popleft()
+        if len(released) + self._in_flight >= self._limit or self._full.locked():
+            await self._wait_for_room()
+        self._in_flight += 1
+
+    def release(self) -> None:
+        """A request is over (answered, failed or abandoned); it leaves the window ``per`` s from now."""
+        if self._in_flight <= 0:
+            raise RuntimeError("RateLimiter.release() called more often than acquire()")
+        self._in_flight -= 1
+        self._released.append(time.monotonic())
+
+    async def _wait_for_room(self) -> None:
+        # One caller at a time waits for the window (the others queue on the
+        # lock, first come first served), so a full window costs one timer,
+        # not a wake-up of every waiter. A release never makes room by itself
+        # (the request still counts for `per` s); only the oldest ageing out does.
+        async with self._full:
+            released, per = self._released, self.per
+            while True:
+                now = time.monotonic()
+                while released and released[0] <= now - per:
+                    released.popleft()
+                if len(released) + self._in_flight < self._limit:
+                    return
+                await asyncio.sleep(released[0] + per - now if released else per)
+
+    async def __aenter__(self) -> None:  # so it fits where a Throttler or AsyncLimiter would
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def slow_down(self, factor: float = 0.9) -> None:
+        """Lower the pace by ``factor`` (never below a tenth of the target)."""
+        if not 0 < factor <= 1:
+            raise ValueError(f"slow_down factor must be in (0, 1], got {factor}")
+        self._current = max(self._target * 0.1, self._current * factor)
+        self._interval = 1.0 / self._current
+        self._adjusted = time.monotonic()
+
+    def _recover(self, now: float) -> None:
+        step = self._target * (now - self._adjusted) / self.recovery
+        self._adjusted = now
+        self._current = min(self._target, self._current + step)
+        self._interval = 1.0 / self._current
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter(rate={self.rate}, per={self.per}, margin={self.margin}, "
+            f"current={self._current * self.per:.1f}/{self.per:g}s)"
+        )
+
+
+class Gate:
+    """A shared pause: closed by ``pause()``, reopened by one successful probe."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._closed = False
+        self._probing = False
+        self._changed: asyncio.Event | None = None
+        self.pauses = 0  # how many times pause() was called (for stats)
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed
+
+    def pause(self, seconds: float) -> None:
+        """Close the gate for ``seconds`` (extends, never shortens, a pause)."""
+        until = time.monotonic() + max(0.0, seconds)
+        self._closed = True
+        self.pauses += 1
+        if until > self._until:
+            self._until = until
+
+    async def enter(self) -> bool:
+        """Wait while paused. Returns True if the caller is the probe.
+
+        A probe must call ``probe_finished()`` when its request is over
+        (after any ``pause()`` its answer caused), whatever happened.
+        """
+        while self._closed:
+            delay = self._until - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if not self._probing:
+                self._probing = True
+                return True
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+        return False
+
+    def probe_finished(self) -> None:
+        """The probe's request is over: open the gate unless it paused it again."""
+        self._probing = False
+        if time.monotonic() >= self._until:
+            self._closed = False
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else f"paused until {self._until:.3f}"
+        return f"<Gate {state}, {self.pauses} pauses>"

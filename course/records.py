@@ -1,0 +1,72 @@
+"""The records the client framework passes around: a request, a response, an outcome.
+
+Every item given to a worker pool ends as exactly one ``Result`` (it was
+fetched) or one ``Failure`` (it could not be, and here is the last error).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+__all__ = ["Request", "Response", "Result", "Failure", "Outcome"]
+
+
+@dataclass(slots=True)
+class Request:
+    """What to send for one item (made by a request builder)."""
+
+    url: str
+    method: str = "GET"
+    params: Mapping[str, str] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Response:
+    """A response whose body was read inside the connection's context."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+@dataclass(slots=True)
+class Result:
+    """An item fetched: its final status, the unpacked data, how many attempts."""
+
+    item: Any
+    status: int
+    data: Any
+    attempts: int = 1
+    stage: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.item, "status": self.status, "data": self.data}
+
+
+@dataclass(slots=True)
+class Failure:
+    """An item given up on after its retry budget: the last error says why."""
+
+    item: Any
+    error: str
+    status: int | None = None
+    attempts: int = 1
+    stage: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.item, "status": self.status, "error": self.error}
+
+
+Outcome = Union[Result, Failure]

@@ -1,0 +1,60 @@
+"""Fixtures for the client framework's tests: a real mock-API process, reset per test."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from course.servers import ServerHandle, start_mock_api
+
+ITEMS = 10_000
+
+
+def _call(method: str, url: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+class MockAPI:
+    """A running mock API process: set its scenario, read what it saw."""
+
+    def __init__(self, handle: ServerHandle) -> None:
+        self.handle = handle
+        self.url = handle.url
+
+    def scenario(self, scenario: dict[str, Any] | None = None) -> None:
+        """Replace the scenario (its clock restarts) and clear the counters."""
+        _call("PUT", self.url + "/_scenario", scenario or {})
+        _call("POST", self.url + "/_reset")
+
+    def stats(self, detail: bool = False) -> dict[str, Any]:
+        return _call("GET", self.url + "/_stats" + ("?detail=1" if detail else ""))
+
+
+@pytest.fixture(scope="session")
+def mock_api_process() -> Iterator[ServerHandle]:
+    handle = start_mock_api(port=None, items=ITEMS)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def mock_api(mock_api_process: ServerHandle) -> Iterator[MockAPI]:
+    """The shared mock API with no faults and fresh counters."""
+    api = MockAPI(mock_api_process)
+    api.scenario({})
+    yield api
+
+
+@pytest.fixture
+def arrivals_between() -> Callable[[list[float], float, float], int]:
+    def count(arrivals: list[float], start: float, end: float) -> int:
+        return sum(1 for t in arrivals if start <= t < end)
+
+    return count

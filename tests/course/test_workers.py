@@ -1,0 +1,249 @@
+"""The worker pool against real mock-API processes: exactly once, pauses, rate, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from course.limiters import Gate, RateLimiter
+from course.listing import ListingError, list_items
+from course.policies import Decision, ErrorPolicy, RetryPolicy
+from course.records import Failure, Result
+from course.stats import RequestEvent
+from course.workers import WorkerPool
+
+MIXED_FAULTS = {
+    "rate_limit": {"requests": 2000, "per": 1.0},
+    "outage_every": {"period": 2.0, "duration": 0.3, "retry_after": 1},
+    "error_rate": 0.05,
+    "drop_rate": 0.01,
+    "latency": {"mean": 0.002, "jitter": 0.002},
+    "seed": 5,
+}
+
+
+@pytest.mark.slow
+async def test_ten_thousand_items_each_fetched_exactly_once_under_mixed_faults(mock_api) -> None:
+    mock_api.scenario(MIXED_FAULTS)
+    outcomes: list[Any] = []
+    pool = WorkerPool(mock_api.url + "/items/{item}", limiter=RateLimiter(2000), workers=64,
+                      retry=RetryPolicy(retries=6, seed=1))
+    report = await asyncio.wait_for(pool.run(range(10_000), on_outcome=outcomes.append), timeout=120)
+
+    ids = [outcome.item for outcome in outcomes]
+    assert len(ids) == 10_000 and set(ids) == set(range(10_000))  # none lost, none twice
+    results = [o for o in outcomes if isinstance(o, Result)]
+    failures = [o for o in outcomes if isinstance(o, Failure)]
+    assert report.succeeded == len(results) and report.failures == failures
+    for failure in failures:  # a failure only when the budget ran out, and it says why
+        assert "gave up after" in failure.error and failure.attempts >= 7
+
+    stats = mock_api.stats(detail=True)
+    assert stats["items"]["served"] == len(results)
+    assert stats["items"]["max_per_item"] == 1
+    served = stats["served"]
+    assert all(served.get(str(r.item)) == 1 for r in results)
+    assert all(str(f.item) not in served for f in failures)
+    # The faults did happen, so this run exercised the retries.
+    assert stats["by_status"].get("500", 0) > 0 and stats["by_status"].get("503", 0) > 0
+    assert all(r.data["email"] and "@" in r.data["email"] for r in results)
+
+
+async def test_exhausted_budget_is_reported_as_a_failure_with_its_last_error(mock_api) -> None:
+    mock_api.scenario({"error_rate": 0.6, "seed": 2})
+    pool = WorkerPool(mock_api.url + "/items/{item}", workers=8, retry=RetryPolicy(retries=1, base=0.001))
+    report = await asyncio.wait_for(pool.run(range(200)), timeout=60)
+    assert report.completed == 200
+    assert report.failures, "with 60 % errors and one retry, some items must fail"
+    for failure in report.failures:
+        assert failure.attempts == 2 and failure.status == 500
+        assert "last error: HTTP 500" in failure.error
+    stats = mock_api.stats()
+    assert stats["items"]["served"] == report.succeeded
+    assert stats["requests"] == report.stats["fetch"].requests
+
+
+async def test_a_503_window_pauses_every_worker_down_to_one_probe(mock_api, arrivals_between) -> None:
+    # 3 s of outage from t=1 s, Retry-After 1 s; 32 workers at 300/s.
+    mock_api.scenario({"outages": [{"start": 1.0, "duration": 3.0, "retry_after": 1}]})
+    pool = WorkerPool(mock_api.url + "/items/{item}", limiter=RateLimiter(300), workers=32)
+    report = await asyncio.wait_for(pool.run(range(700)), timeout=60)
+    assert report.succeeded == 700
+    stats = mock_api.stats(detail=True)
+    arrivals = stats["arrivals"]
+    first_503 = next(t for t in arrivals if t >= 1.0)
+    # Requests already on their way when the first 503 came back may still land
+    # (a handful); after that the whole pool sends one probe per Retry-After.
+    during = arrivals_between(arrivals, first_503 + 0.25, 4.0)
+    assert during <= 4, f"{during} requests during the outage; one probe per second expected"
+    assert 0 < stats["by_status"]["503"] <= 12
+    assert arrivals_between(arrivals, 4.0, 99.0) > 0  # and work resumed after it
+
+
+async def test_under_a_strict_limit_the_pool_triggers_no_429(mock_api) -> None:
+    # margin 3 %: on a machine shared with other work, the server stamps
+    # arrivals with some ms of jitter; the benchmark shows the default's figures.
+    mock_api.scenario({"rate_limit": {"requests": 200, "per": 1.0}})
+    pool = WorkerPool(mock_api.url + "/items/{item}", limiter=RateLimiter(200, margin=0.03), workers=64)
+    report = await asyncio.wait_for(pool.run(range(600)), timeout=60)
+    assert report.succeeded == 600
+    stats = mock_api.stats()
+    assert stats["by_status"] == {"200": 600}
+
+
+async def test_429_slows_down_and_retries_the_item_not_drops_it(mock_api) -> None:
+    mock_api.scenario({"rate_limit": {"requests": 20, "per": 1.0}})
+    limiter = RateLimiter(200)  # ten times too fast: the server will push back
+    pool = WorkerPool(mock_api.url + "/items/{item}", limiter=limiter, workers=8)
+    report = await asyncio.wait_for(pool.run(range(40)), timeout=60)
+    assert report.succeeded == 40
+    stats = mock_api.stats()
+    assert stats["by_status"]["429"] > 0 and stats["items"]["max_per_item"] == 1
+    assert limiter.current_rate < 200
+
+
+async def test_paging_producer_lists_every_item_once(mock_api) -> None:
+    async with WorkerPool(mock_api.url + "/items/{item}", workers=1) as pool:
+        ids = [item async for item in list_items(pool, mock_api.url, per_page=700)]
+    assert ids == list(range(10_000))
+    assert mock_api.stats()["by_status"] == {"200": 15}  # ceil(10000 / 700) pages
+
+
+async def test_producer_takes_a_plain_list_from_an_api_that_does_not_paginate() -> None:
+    async def everything(request: web.Request) -> web.Response:
+        return web.json_response(["x", "y", "z"])  # ignores ?page=
+
+    app = web.Application()
+    app.router.add_get("/items", everything)
+    async with TestServer(app, host="127.0.0.1") as server:
+        async with WorkerPool(str(server.make_url("/items/{item}")), workers=1) as pool:
+            ids = [item async for item in list_items(pool, str(server.make_url("")))]
+    assert ids == ["x", "y", "z"]
+
+
+async def test_a_listing_that_fails_stops_the_run_with_a_clear_error(mock_api) -> None:
+    pool = WorkerPool(mock_api.url + "/nothing/{item}", workers=4)
+    async with pool:
+        with pytest.raises(ListingError, match="Could not list"):
+            await pool.run(list_items(pool, mock_api.url + "/nothing"))
+
+
+async def test_hooks_see_every_request_before_and_after(mock_api) -> None:
+    seen: list[tuple[str, Any, int | None]] = []
+
+    class Recorder:
+        def before_request(self, event: RequestEvent) -> None:
+            seen.append(("before", event.item, event.status))
+
+        def after_request(self, event: RequestEvent) -> None:
+            seen.append(("after", event.item, event.status))
+
+    report = await WorkerPool(mock_api.url + "/items/{item}", workers=2, hooks=[Recorder()]).run(range(5))
+    assert report.succeeded == 5
+    assert Counter(kind for kind, _, _ in seen) == {"before": 5, "after": 5}
+    assert all(status == 200 for kind, _, status in seen if kind == "after")
+
+
+async def test_custom_handler_and_unpacker_plug_in(mock_api) -> None:
+    def missing_is_fine(attempt: Any) -> Decision:
+        return Decision.accept()
+
+    pool = WorkerPool(
+        mock_api.url + "/items/{item}",
+        workers=2,
+        policy=ErrorPolicy(handlers={404: missing_is_fine}),
+        unpack=lambda item, response: response.status,
+    )
+    report = await pool.run([1, 99_999])
+    assert sorted((r.item, r.data) for r in report.results) == [(1, 200), (99_999, 404)]
+
+
+async def test_an_unpacker_error_becomes_a_failure_not_a_crash(mock_api) -> None:
+    def broken(item: Any, response: Any) -> Any:
+        raise ValueError("bad body")
+
+    report = await WorkerPool(mock_api.url + "/items/{item}", workers=2, unpack=broken).run(range(3))
+    assert report.failed == 3 and all("unpacking failed: ValueError" in f.error for f in report.failures)
+
+
+async def test_an_error_in_the_callers_sink_stops_the_run_and_propagates(mock_api) -> None:
+    def sink(outcome: Any) -> None:
+        raise RuntimeError("disk full")
+
+    pool = WorkerPool(mock_api.url + "/items/{item}", workers=4)
+    with pytest.raises(RuntimeError, match="disk full"):
+        await asyncio.wait_for(pool.run(range(100), on_outcome=sink), timeout=30)
+    assert pool.session is None  # its own session was closed
+
+
+async def test_cancelling_a_run_stops_workers_and_closes_the_session(mock_api) -> None:
+    mock_api.scenario({"latency": {"mean": 0.2, "jitter": 0.0}})
+    pool = WorkerPool(mock_api.url + "/items/{item}", workers=4)
+    first = asyncio.Event()
+    run = asyncio.create_task(pool.run(range(1000), on_outcome=lambda o: first.set()))
+    await asyncio.wait_for(first.wait(), timeout=30)
+    session = pool.session
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert session is not None and session.closed and pool.session is None
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not others, f"tasks left running: {others}"
+
+
+async def test_the_producer_is_held_back_by_the_bounded_queue(mock_api) -> None:
+    produced = 0
+    finished = 0
+    lead: list[int] = []
+
+    async def items():
+        nonlocal produced
+        for i in range(300):
+            produced += 1
+            lead.append(produced - finished)
+            yield i
+
+    def done(outcome: Any) -> None:
+        nonlocal finished
+        finished += 1
+
+    pool = WorkerPool(mock_api.url + "/items/{item}", workers=4, queue_size=8)
+    await asyncio.wait_for(pool.run(items(), on_outcome=done), timeout=60)
+    assert finished == 300
+    # in the queue (8) + held by workers (4) + the one being put
+    assert max(lead) <= 8 + 4 + 1
+
+
+async def test_a_dropped_connection_is_retried_until_answered() -> None:
+    calls = Counter()
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        item = request.match_info["id"]
+        calls[item] += 1
+        if calls[item] <= 2:
+            assert request.transport is not None
+            request.transport.close()  # no answer at all
+            return web.Response()
+        return web.json_response({"id": item})
+
+    app = web.Application()
+    app.router.add_get("/items/{id}", flaky)
+    async with TestServer(app, host="127.0.0.1") as server:
+        base = str(server.make_url(""))
+        pool = WorkerPool(base + "/items/{item}", workers=2, retry=RetryPolicy(retries=5, base=0.001))
+        report = await asyncio.wait_for(pool.run(["a", "b"]), timeout=30)
+    assert sorted(r.data["id"] for r in report.results) == ["a", "b"]
+    assert report.stats["fetch"].errors  # the drops were seen and retried
+
+
+async def test_the_gate_is_shared_by_every_pool_that_is_given_it(mock_api) -> None:
+    gate = Gate()
+    gate.pause(0.3)
+    pool = WorkerPool(mock_api.url + "/items/{item}", workers=4, gate=gate)
+    report = await asyncio.wait_for(pool.run(range(10)), timeout=30)
+    assert report.succeeded == 10 and gate.is_open
