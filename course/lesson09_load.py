@@ -91,6 +91,7 @@ class TransportRun:
     send_rate: float  # messages per second the writers achieved
     send_stats: StatsSnapshot
     server_cpu: float | None  # seconds of the server's CPU during the run, if known
+    followed_for: float  # seconds the readers were following
 
     @property
     def delivered(self) -> int:
@@ -230,6 +231,7 @@ class Crowd:
         def callback_for(name: str):  # type: ignore[no-untyped-def]
             return lambda note: deliveries.seen(name, note)
 
+        began = time.monotonic()
         followers = [
             asyncio.create_task(
                 notify.follow(
@@ -258,6 +260,7 @@ class Crowd:
             for task in followers:
                 task.cancel()
             ended = await asyncio.gather(*followers, return_exceptions=True)
+            followed_for = time.monotonic() - began
         crashed = [e for e in ended if isinstance(e, Exception)]
         if crashed:
             raise RuntimeError(f"{len(crashed)} reader(s) stopped early; the first: {crashed[0]!r}") from crashed[0]
@@ -277,6 +280,7 @@ class Crowd:
             send_rate=(len(times) - 1) / span if span > 0 else math.nan,
             send_stats=stats.snapshot(),
             server_cpu=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+            followed_for=followed_for,
         )
 
     async def _positions(self) -> tuple[dict[str, int], dict[str, int]]:
