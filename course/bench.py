@@ -35,6 +35,7 @@ from typing import Any
 
 from course.client import fetch_each
 from course.compare import ComparisonRow, compare, format_table, run_bare
+from course.limiters import RateLimiter
 from course.records import Outcome, Result
 from course.servers import start_mock_api
 from course.workers import WorkerPool
@@ -60,6 +61,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="1000,10000,100000", help="item counts for the memory table")
     parser.add_argument("--workers", type=int, default=64, help="workers / connections per client")
     parser.add_argument("--approaches", default="abcde", help="which clients of course.compare to run")
+    parser.add_argument("--memory-rate", type=float, default=2000.0, help="request rate of the memory runs")
+    parser.add_argument(
+        "--memory-stop-after", type=int, default=2000,
+        help="end a memory run once this many items are fetched (both peaks are reached by then)",
+    )
     parser.add_argument("--memory-child", nargs=3, metavar=("APPROACH", "N", "URL"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -67,21 +73,32 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 # -- memory, measured in a child process -----------------------------------------
 
 
-async def _memory_workload(approach: str, n: int, url: str, workers: int) -> int:
+async def _memory_workload(approach: str, n: int, url: str, workers: int, rate: float, stop_after: int) -> int:
+    """Fetch ``n`` items at ``rate``; stop (cancel) once ``stop_after`` have completed."""
     fetched = [0]
+    enough = asyncio.Event()
 
     def count(outcome: Outcome) -> None:
         if isinstance(outcome, Result):
             fetched[0] += 1
+            if fetched[0] >= stop_after:
+                enough.set()
 
+    limiter = RateLimiter(rate)  # the same limiter for both: only the approach differs
     if approach == "coroutines":
-        await fetch_each(range(n), url + "/items/{item}", limiter=None, connections=workers, on_outcome=count)
+        work = fetch_each(range(n), url + "/items/{item}", limiter=limiter, connections=workers, on_outcome=count)
     else:
-        await WorkerPool(url + "/items/{item}", workers=workers).run(range(n), on_outcome=count)
+        work = WorkerPool(url + "/items/{item}", workers=workers, limiter=limiter).run(range(n), on_outcome=count)
+    run = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(enough.wait())
+    await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (run, stop):
+        task.cancel()
+    await asyncio.gather(run, stop, return_exceptions=True)
     return fetched[0]
 
 
-def _memory_child(approach: str, n: int, url: str, workers: int) -> None:
+def _memory_child(approach: str, n: int, url: str, workers: int, rate: float, stop_after: int) -> None:
     from memory_profiler import memory_usage
 
     result: dict[str, Any] = {}
@@ -89,7 +106,7 @@ def _memory_child(approach: str, n: int, url: str, workers: int) -> None:
     def work() -> None:
         tracemalloc.start()
         started = time.perf_counter()
-        result["fetched"] = asyncio.run(_memory_workload(approach, n, url, workers))
+        result["fetched"] = asyncio.run(_memory_workload(approach, n, url, workers, rate, stop_after))
         result["seconds"] = time.perf_counter() - started
         result["traced_peak"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
@@ -112,9 +129,12 @@ def _memory_child(approach: str, n: int, url: str, workers: int) -> None:
     )
 
 
-def measure_memory(approach: str, n: int, url: str, workers: int) -> MemoryFigure:
+def measure_memory(approach: str, n: int, url: str, workers: int, rate: float, stop_after: int) -> MemoryFigure:
     """Run one memory measurement in a fresh Python process (clean RSS baseline)."""
-    command = [sys.executable, "-m", "course.bench", "--workers", str(workers), "--memory-child", approach, str(n), url]
+    command = [
+        sys.executable, "-m", "course.bench", "--workers", str(workers), "--memory-rate", str(rate),
+        "--memory-stop-after", str(stop_after), "--memory-child", approach, str(n), url,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"memory run {approach} n={n} failed:\n{done.stderr[-2000:]}")
@@ -181,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.memory_child:
         approach, n, url = args.memory_child
-        _memory_child(approach, int(n), url, args.workers)
+        _memory_child(approach, int(n), url, args.workers, args.memory_rate, args.memory_stop_after)
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rates = [float(r) for r in args.rates.split(",") if r]
@@ -197,15 +217,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mock API {api.url} ({items} items); client workers {args.workers}")
         asyncio.run(_run(args, api.url, control))
         control({})
-        print("\n== peak client memory: one coroutine per request vs worker pool (fresh process each) ==")
-        print(f"{'items':>8} {'approach':<12}{'traced MB':>10}{'RSS peak MB':>12}{'RSS start MB':>13}{'s':>7}")
+        print(
+            f"\n== peak client memory: one coroutine per request vs worker pool, both at "
+            f"{args.memory_rate:g}/s through RateLimiter; fresh process each; a run ends after "
+            f"{args.memory_stop_after} items are fetched (all N coroutines exist from the start, "
+            f"the pool's memory is flat: both peaks are reached by then) =="
+        )
+        print(
+            f"{'items':>8} {'approach':<12}{'fetched':>8}{'traced MB':>10}{'RSS peak MB':>12}"
+            f"{'RSS start MB':>13}{'s':>7}"
+        )
         by_size: dict[int, dict[str, MemoryFigure]] = {}
         for n in sizes:
             for approach in ("coroutines", "pool"):
-                figure = measure_memory(approach, n, api.url, args.workers)
+                figure = measure_memory(
+                    approach, n, api.url, args.workers, args.memory_rate, args.memory_stop_after
+                )
                 by_size.setdefault(n, {})[approach] = figure
                 print(
-                    f"{n:>8} {approach:<12}{figure.traced_peak_mb:>10.1f}{figure.rss_peak_mb:>12.1f}"
+                    f"{n:>8} {approach:<12}{figure.fetched:>8}{figure.traced_peak_mb:>10.1f}{figure.rss_peak_mb:>12.1f}"
                     f"{figure.rss_start_mb:>13.1f}{figure.seconds:>7.1f}"
                 )
                 sys.stdout.flush()

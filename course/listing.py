@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urljoin
 
+from course.policies import RetryPolicy
 from course.records import Failure, Request, Response
 from course.workers import WorkerPool
 
@@ -30,12 +31,20 @@ def _json(url: str, response: Response) -> Any:
     return response.json()
 
 
-async def list_items(pool: WorkerPool, base_url: str, *, per_page: int = 1000) -> AsyncIterator[Any]:
-    """Yield every id listed at ``base_url/items``, following pages."""
+async def list_items(
+    pool: WorkerPool, base_url: str, *, per_page: int = 1000, retry: RetryPolicy | None = None
+) -> AsyncIterator[Any]:
+    """Yield every id listed at ``base_url/items``, following pages.
+
+    A page is worth more retries than an item (without it nothing can be
+    fetched): ``retry`` defaults to 8 retries, or the pool's own if larger.
+    """
+    if retry is None:
+        retry = RetryPolicy(retries=max(8, pool.retry.retries), cap=pool.retry.cap)
     base = base_url.rstrip("/") + "/"
     url: str | None = urljoin(base, f"items?page=1&per_page={per_page}")
     while url is not None:
-        outcome = await pool.fetch(url, build=Request, unpack=_json)
+        outcome = await pool.fetch(url, build=Request, unpack=_json, retry=retry)
         if isinstance(outcome, Failure):
             raise ListingError(
                 f"Could not list the items at {url}: {outcome.error}. "

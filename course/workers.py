@@ -168,7 +168,12 @@ class WorkerPool:
             return await run_stages([self], items, on_outcome=on_outcome, progress=self.progress)
 
     async def fetch(
-        self, item: Any, *, build: RequestBuilder | None = None, unpack: Unpacker | None = None
+        self,
+        item: Any,
+        *,
+        build: RequestBuilder | None = None,
+        unpack: Unpacker | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Outcome:
         """Fetch one item through the pool's limiter, gate and policies.
 
@@ -178,7 +183,7 @@ class WorkerPool:
         """
         if self.session is None:
             raise RuntimeError("use `async with pool:` (or pool.run) so the pool has a session")
-        return await self._process(self.session, item, build, unpack)
+        return await self._process(self.session, item, build, unpack, retry)
 
     # -- the worker --------------------------------------------------------------
 
@@ -206,7 +211,9 @@ class WorkerPool:
         item: Any,
         build: RequestBuilder | None = None,
         unpack: Unpacker | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Outcome:
+        retry = retry or self.retry
         try:
             request = (build or self.build)(item)
         except Exception as exc:  # a bad item must not stop the pool
@@ -216,56 +223,54 @@ class WorkerPool:
         number = errors = throttled = 0
         while True:
             number += 1
-            while True:  # wait for the gate and a slot; re-wait if a pause began meanwhile
-                probe = False if gate.is_open else await gate.enter()
-                if limiter is not None:
-                    await limiter.acquire()
-                if probe or gate.is_open:
-                    break
-                if limiter is not None:
-                    limiter.release()
-            event = None
-            if hooks:
-                event = RequestEvent(item, request.url, number, self.name)
-                for hook in hooks:
-                    hook.before_request(event)
-            response: Response | None = None
-            error: BaseException | None = None
-            started = time.perf_counter()
+            probe = False
             try:
-                async with session.request(
-                    request.method,
-                    request.url,
-                    params=request.params,
-                    json=request.json,
-                    headers=request.headers,
-                ) as resp:
-                    body = await resp.read()  # read inside the response context
-                    response = Response(resp.status, resp.headers, body)
-            except Exception as exc:  # the policy decides what an error means
-                error = exc
-            finally:
-                if limiter is not None:
-                    limiter.release()  # the server has counted it by now, if ever
-            duration = time.perf_counter() - started
-            status = None if response is None else response.status
-            stats.record_request(status, error, duration)
-            if event is not None:
-                event.status, event.error, event.duration = status, error, duration
-                for hook in hooks:
-                    hook.after_request(event)
-            if status is not None and policy.plain_success(status):
-                decision, attempt = _ACCEPTED, None  # the common case, without a handler call
-            else:
-                attempt = Attempt(item, request, number, errors, response, error, limiter, gate, self.retry)
+                while True:  # wait for the gate and a slot; re-wait if a pause began meanwhile
+                    probe = False if gate.is_open else await gate.enter()
+                    if limiter is not None:
+                        await limiter.acquire()
+                    if probe or gate.is_open:
+                        break
+                    if limiter is not None:
+                        limiter.release()
+                event = None
+                if hooks:
+                    event = RequestEvent(item, request.url, number, self.name)
+                    for hook in hooks:
+                        hook.before_request(event)
+                response: Response | None = None
+                error: BaseException | None = None
+                started = time.perf_counter()
                 try:
-                    decision = await policy.decide(attempt)
+                    async with session.request(
+                        request.method,
+                        request.url,
+                        params=request.params,
+                        json=request.json,
+                        headers=request.headers,
+                    ) as resp:
+                        body = await resp.read()  # read inside the response context
+                        response = Response(resp.status, resp.headers, body)
+                except Exception as exc:  # the policy decides what an error means
+                    error = exc
                 finally:
-                    if probe:
-                        gate.probe_finished()
-                        probe = False
-            if probe:
-                gate.probe_finished()
+                    if limiter is not None:
+                        limiter.release()  # the server has counted it by now, if ever
+                duration = time.perf_counter() - started
+                status = None if response is None else response.status
+                stats.record_request(status, error, duration)
+                if event is not None:
+                    event.status, event.error, event.duration = status, error, duration
+                    for hook in hooks:
+                        hook.after_request(event)
+                if status is not None and policy.plain_success(status):
+                    decision, attempt = _ACCEPTED, None  # the common case, without a handler call
+                else:
+                    attempt = Attempt(item, request, number, errors, response, error, limiter, gate, retry)
+                    decision = await policy.decide(attempt)  # may pause the gate (a 503)
+            finally:
+                if probe:  # whatever happened, even a cancellation: let the next probe go
+                    gate.probe_finished()
             if decision.verdict is Verdict.ACCEPT:
                 try:
                     data = None if response is None else (unpack or self.unpack)(item, response)
@@ -279,7 +284,7 @@ class WorkerPool:
                 return Failure(item, decision.reason or attempt.describe(), status, number, self.name)
             if decision.counted:
                 errors += 1
-                if self.retry.exhausted(errors):
+                if retry.exhausted(errors):
                     stats.record_outcome(False)
                     reason = decision.reason or attempt.describe()
                     return Failure(
@@ -287,7 +292,7 @@ class WorkerPool:
                     )
             else:
                 throttled += 1
-                if throttled > self.retry.max_throttled:
+                if throttled > retry.max_throttled:
                     stats.record_outcome(False)
                     reason = decision.reason or attempt.describe()
                     return Failure(

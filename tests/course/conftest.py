@@ -52,6 +52,14 @@ def mock_api(mock_api_process: ServerHandle) -> Iterator[MockAPI]:
     yield api
 
 
+@pytest.fixture(scope="module")
+def small_api() -> Iterator[MockAPI]:
+    """A mock API of its own with 500 items (for runs of a whole API, e.g. the CLI)."""
+    handle = start_mock_api(port=None, items=500)
+    yield MockAPI(handle)
+    handle.stop()
+
+
 @pytest.fixture
 def arrivals_between() -> Callable[[list[float], float, float], int]:
     def count(arrivals: list[float], start: float, end: float) -> int:

@@ -69,27 +69,28 @@ async def test_exhausted_budget_is_reported_as_a_failure_with_its_last_error(moc
 
 
 async def test_a_503_window_pauses_every_worker_down_to_one_probe(mock_api, arrivals_between) -> None:
-    # 3 s of outage from t=1 s, Retry-After 1 s; 32 workers at 300/s.
-    mock_api.scenario({"outages": [{"start": 1.0, "duration": 3.0, "retry_after": 1}]})
+    # 4 s of outage from t=1 s, Retry-After 1 s; 32 workers at 300/s.
+    mock_api.scenario({"outages": [{"start": 1.0, "duration": 4.0, "retry_after": 1}]})
     pool = WorkerPool(mock_api.url + "/items/{item}", limiter=RateLimiter(300), workers=32)
-    report = await asyncio.wait_for(pool.run(range(700)), timeout=60)
+    report = await asyncio.wait_for(pool.run(range(700)), timeout=90)
     assert report.succeeded == 700
     stats = mock_api.stats(detail=True)
     arrivals = stats["arrivals"]
     first_503 = next(t for t in arrivals if t >= 1.0)
-    # Requests already on their way when the first 503 came back may still land
-    # (a handful); after that the whole pool sends one probe per Retry-After.
-    during = arrivals_between(arrivals, first_503 + 0.25, 4.0)
-    assert during <= 4, f"{during} requests during the outage; one probe per second expected"
-    assert 0 < stats["by_status"]["503"] <= 12
-    assert arrivals_between(arrivals, 4.0, 99.0) > 0  # and work resumed after it
+    # Requests sent before the first 503 came back still land (how many
+    # depends on how busy the machine is); from then on the whole pool sends
+    # one probe per Retry-After: about 3 in the last 3 s of the outage, where
+    # a pool without the shared gate would send about 900.
+    during = arrivals_between(arrivals, first_503 + 1.0, 5.0)
+    assert during <= 5, f"{during} requests late in the outage; one probe per second expected"
+    assert arrivals_between(arrivals, 5.0, 99.0) > 0  # and work resumed after it
 
 
 async def test_under_a_strict_limit_the_pool_triggers_no_429(mock_api) -> None:
-    # margin 3 %: on a machine shared with other work, the server stamps
-    # arrivals with some ms of jitter; the benchmark shows the default's figures.
+    # Default settings: the limiter counts a request in the server's window
+    # until `per` after its answer, so the server's stamp jitter cannot matter.
     mock_api.scenario({"rate_limit": {"requests": 200, "per": 1.0}})
-    pool = WorkerPool(mock_api.url + "/items/{item}", limiter=RateLimiter(200, margin=0.03), workers=64)
+    pool = WorkerPool(mock_api.url + "/items/{item}", limiter=RateLimiter(200), workers=64)
     report = await asyncio.wait_for(pool.run(range(600)), timeout=60)
     assert report.succeeded == 600
     stats = mock_api.stats()

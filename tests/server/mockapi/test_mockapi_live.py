@@ -123,13 +123,14 @@ def test_logs_where_it_serves_and_stops_cleanly_on_sigterm():
         "mock API", "server.mockapi", ["--items", "10"], port=None, identify=_json_identity("/_info", "mockapi")
     )
     handle.process.send_signal(signal.SIGTERM)
-    assert handle.process.wait(15) == 0
+    code = handle.process.wait(60)  # generous: the machine may be busy
     output = handle.output()
-    assert f"serving on http://127.0.0.1:{handle.port}" in output and "stopped" in output
+    assert code == 0, output
+    assert f"serving on http://127.0.0.1:{handle.port}" in output and "stopped" in output, output
 
 
 def test_stops_cleanly_on_sigint():
     handle = start_server("mock API", "server.mockapi", [], port=None, identify=_json_identity("/_info", "mockapi"))
     handle.process.send_signal(signal.SIGINT)
-    assert handle.process.wait(15) == 0
-    assert "stopped" in handle.output()
+    code = handle.process.wait(60)
+    assert code == 0 and "stopped" in handle.output(), handle.output()
