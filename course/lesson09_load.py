@@ -92,6 +92,7 @@ class TransportRun:
     send_stats: StatsSnapshot
     server_cpu: float | None  # seconds of the server's CPU during the run, if known
     followed_for: float  # seconds the readers were following
+    send_starts: tuple[float, ...] = ()  # when each send started, seconds after the first
 
     @property
     def delivered(self) -> int:
@@ -281,6 +282,7 @@ class Crowd:
             send_stats=stats.snapshot(),
             server_cpu=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
             followed_for=followed_for,
+            send_starts=tuple(t - times[0] for t in times),
         )
 
     async def _positions(self) -> tuple[dict[str, int], dict[str, int]]:
