@@ -28,7 +28,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,7 +229,7 @@ class Crowd:
         server = psutil.Process(server_pid) if server_pid is not None else None
         cpu_before = _cpu(server)
 
-        def callback_for(name: str):  # type: ignore[no-untyped-def]
+        def callback_for(name: str) -> Callable[[notify.Notification], None]:
             return lambda note: deliveries.seen(name, note)
 
         began = time.monotonic()
