@@ -45,8 +45,9 @@ __all__ = ["RateLimiter", "Gate"]
 class RateLimiter:
     """At most ``rate`` requests in any ``per`` seconds, evenly spaced.
 
-    Use ``async with limiter:`` around a request, or ``await acquire()`` before
-    it and ``release()`` once its answer (or error) is in. ``margin`` (a
+    Use ``async with limiter:`` around a request (or ``await acquire(hold=True)``
+    before it and ``release()`` once its answer or error is in); a plain
+    ``await acquire()`` spaces a momentary event and needs no release. ``margin`` (a
     fraction, default 0.5 %) keeps the schedule under the limit.
     ``slow_down(factor)`` lowers the pace (after a 429); it recovers to the
     target linearly over ``recovery`` seconds.
@@ -92,8 +93,15 @@ class RateLimiter:
         """Requests acquired and not yet released."""
         return self._in_flight
 
-    async def acquire(self) -> None:
-        """Wait for this caller's slot; the request counts until ``release()``."""
+    async def acquire(self, *, hold: bool = False) -> None:
+        """Wait for this caller's slot.
+
+        By default the caller is counted as having gone *now* (a moment, like
+        a queue handing out an item). With ``hold=True`` it counts as in flight
+        until ``release()``: what ``async with limiter:`` and the worker pool
+        do around a request, since the server may stamp it any time before
+        the answer.
+        """
         now = time.monotonic()
         if self._current < self._target:
             self._recover(now)
@@ -109,7 +117,10 @@ class RateLimiter:
             released.popleft()
         if len(released) + self._in_flight >= self._limit or self._full.locked():
             await self._wait_for_room()
-        self._in_flight += 1
+        if hold:
+            self._in_flight += 1
+        else:
+            released.append(time.monotonic())
 
     def release(self) -> None:
         """A request is over (answered, failed or abandoned); it leaves the window ``per`` s from now."""
@@ -134,7 +145,7 @@ class RateLimiter:
                 await asyncio.sleep(released[0] + per - now if released else per)
 
     async def __aenter__(self) -> None:  # so it fits where a Throttler or AsyncLimiter would
-        await self.acquire()
+        await self.acquire(hold=True)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.release()

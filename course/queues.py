@@ -45,8 +45,7 @@ class ThrottledQueue(asyncio.Queue, Generic[T]):  # type: ignore[type-arg]
         async with self._one_getter:  # getters take slots in the order they arrive
             item: T = await super().get()
             try:
-                await self.limiter.acquire()
-                self.limiter.release()  # the item leaves now: that is the event being spaced
+                await self.limiter.acquire()  # the item leaves now: that is the event being spaced
             except BaseException:
                 # Cancelled while waiting for the slot: the item goes back to
                 # the front (asyncio.Queue keeps items in the deque _queue).

@@ -228,7 +228,7 @@ class WorkerPool:
                 while True:  # wait for the gate and a slot; re-wait if a pause began meanwhile
                     probe = False if gate.is_open else await gate.enter()
                     if limiter is not None:
-                        await limiter.acquire()
+                        await limiter.acquire(hold=True)
                     if probe or gate.is_open:
                         break
                     if limiter is not None:

@@ -16,6 +16,16 @@ def max_in_window(times: list[float], window: float) -> int:
     return max(i - bisect_right(times, t - window) + 1 for i, t in enumerate(times))
 
 
+async def test_plain_acquire_needs_no_release_and_keeps_the_window() -> None:
+    limiter = RateLimiter(10, per=0.2, margin=0.0)
+    stamps: list[float] = []
+    for _ in range(25):
+        await limiter.acquire()
+        stamps.append(time.monotonic())  # no await in between: the limiter's own moment, to the us
+    assert limiter.in_flight == 0
+    assert max_in_window(stamps, 0.199) <= 10
+
+
 async def test_no_window_of_per_seconds_holds_more_than_rate() -> None:
     limiter = RateLimiter(20, per=0.2, margin=0.0)  # 100/s, counted in 0.2 s windows
     stamps: list[float] = []
@@ -83,8 +93,8 @@ async def test_requests_in_flight_count_against_the_window() -> None:
     # up the window, however long ago they were sent.
     limiter = RateLimiter(3, per=60.0, margin=0.0, burst=3)
     for _ in range(3):
-        await asyncio.wait_for(limiter.acquire(), timeout=10)
-    fourth = asyncio.create_task(limiter.acquire())
+        await asyncio.wait_for(limiter.acquire(hold=True), timeout=10)
+    fourth = asyncio.create_task(limiter.acquire(hold=True))
     await asyncio.sleep(0.1)
     assert not fourth.done()
     limiter.release()  # an answer came back: it still counts for `per` seconds
