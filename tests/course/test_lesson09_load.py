@@ -1,0 +1,140 @@
+"""The capstone's load harness: delivery matching, and small crowds against a live messaging app."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+
+from course import notify
+from course.lesson09_load import Crowd, Deliveries, LoadPlan, quantile
+from course.servers import ServerHandle, start_messaging_app
+from server.messaging.seed import DEMO_PASSWORD, seed_database
+
+READERS, WRITERS = 4, 2
+FAST_HASH = "pbkdf2:sha256:1000"
+
+
+def note(count: int, name: str = "unread_message_count", id: int = 1) -> notify.Notification:
+    return notify.Notification(id, name, count, 0.0)
+
+
+# -- Deliveries (no server) ------------------------------------------------------------------
+
+
+async def test_one_notification_reports_every_message_it_covers() -> None:
+    deliveries = Deliveries({"ann": 3})
+    deliveries.sending("ann")  # takes the count to 4
+    deliveries.sending("ann")  # to 5
+    deliveries.seen("ann", note(5))
+    assert len(deliveries.delays) == 2
+    assert all(delay >= 0 for delay in deliveries.delays)
+
+
+async def test_a_lower_count_reports_only_the_messages_below_it() -> None:
+    deliveries = Deliveries({"ann": 0})
+    deliveries.sending("ann")
+    deliveries.sending("ann")
+    deliveries.seen("ann", note(1))
+    deliveries.sends_over()
+    assert len(deliveries.delays) == 1
+    assert not deliveries.all_seen.is_set()
+    deliveries.seen("ann", note(2))
+    assert deliveries.all_seen.is_set()
+
+
+async def test_other_notifications_and_other_readers_report_nothing() -> None:
+    deliveries = Deliveries({"ann": 0, "bob": 0})
+    deliveries.sending("ann")
+    deliveries.seen("ann", note(7, name="something_else"))
+    deliveries.seen("bob", note(7))
+    assert deliveries.delays == []
+
+
+async def test_a_refused_send_is_not_waited_for() -> None:
+    deliveries = Deliveries({"ann": 0})
+    deliveries.sending("ann")
+    deliveries.sending("ann")
+    deliveries.failed("ann")  # the second one was refused
+    deliveries.sends_over()
+    deliveries.seen("ann", note(1))
+    assert len(deliveries.delays) == 1
+    assert deliveries.all_seen.is_set()
+
+
+def test_quantile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert quantile(values, 0.5) == 50.0
+    assert quantile(values, 0.95) == 95.0
+    assert quantile([3.0], 0.95) == 3.0
+    assert math.isnan(quantile([], 0.5))
+
+
+def test_unknown_transport_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="longpoll"):
+        LoadPlan("websocket").follow_options()
+
+
+def test_plan_counts_messages_from_rate_and_seconds() -> None:
+    assert LoadPlan("poll", rate=12, seconds=5).messages == 60
+
+
+# -- a small crowd against the real app ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    folder = tmp_path_factory.mktemp("capstone-app")
+    database = f"sqlite:///{folder / 'messaging.db'}"
+    handle = start_messaging_app(
+        port=None,
+        database_url=database,
+        config={
+            "MESSAGING_INSTANCE_PATH": str(folder),
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+            "MESSAGING_THREADS": str(2 * READERS + WRITERS + 16),
+            "LONG_POLL_TIMEOUT": "20",
+        },
+        reuse=False,
+    )
+    seed_database(database, users=READERS + WRITERS, messages=0, PASSWORD_HASH_METHOD=FAST_HASH)
+    yield handle
+    handle.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["poll", "longpoll", "sse"])
+async def test_every_message_reaches_its_reader_once(app: ServerHandle, transport: str) -> None:
+    names = [f"user{i}" for i in range(1, READERS + WRITERS + 1)]
+    async with await Crowd.sign_in(app.url, names[:READERS], names[READERS:], DEMO_PASSWORD) as crowd:
+        # 8 messages for 4 readers: two each, so each reader's count rises twice.
+        plan = LoadPlan(transport, rate=8, seconds=1, poll_interval=0.5, warm_up=1.0, drain=30)
+        run = await crowd.run(plan, server_pid=app.process.pid)
+    assert run.send_failures == 0
+    assert run.sent == run.delivered == 8
+    assert run.notifications >= READERS  # polling may report two messages with one notification
+    assert run.notifications <= run.sent
+    assert all(delay > 0 for delay in run.delays)
+    assert run.server_cpu is not None and run.server_cpu > 0
+    if transport == "sse":
+        assert run.requests == READERS  # one stream per reader, never reopened
+    if transport == "longpoll":
+        assert run.requests >= run.notifications + READERS
+
+
+@pytest.mark.slow
+async def test_a_second_run_starts_from_each_readers_current_count(app: ServerHandle) -> None:
+    names = [f"user{i}" for i in range(1, READERS + WRITERS + 1)]
+    async with await Crowd.sign_in(app.url, names[:READERS], names[READERS:], DEMO_PASSWORD) as crowd:
+        first = await crowd.run(LoadPlan("sse", rate=8, seconds=0.5, warm_up=0.5, drain=30))
+        second = await crowd.run(LoadPlan("longpoll", rate=8, seconds=0.5, warm_up=0.5, drain=30))
+    # The second run expects the counts the first one left behind, not counts from zero.
+    assert first.delivered == first.sent == 4
+    assert second.delivered == second.sent == 4
+    assert second.requests >= second.notifications + READERS
+
+
+def test_a_crowd_needs_readers_and_writers() -> None:
+    with pytest.raises(ValueError, match="reader"):
+        Crowd("http://127.0.0.1:1", [], [])
