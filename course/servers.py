@@ -289,17 +289,25 @@ def start_messaging_app(
     *,
     host: str = DEFAULT_HOST,
     database_url: str | None = None,
+    folder: str | os.PathLike[str] | None = None,
     config: Mapping[str, str] | None = None,
     reuse: bool = True,
     timeout: float = 30.0,
 ) -> ServerHandle:
     """Start (or reuse) the Flask messaging app: ``python -m server.messaging``.
 
-    ``database_url`` is any SQLAlchemy URL (default: the app's SQLite file);
+    ``database_url`` is any SQLAlchemy URL (default: the app's SQLite file).
+    ``folder`` keeps everything of this app in one folder (its instance files
+    and, unless ``database_url`` says otherwise, ``folder/messaging.db``): the
+    way to give a test or a lesson a database of its own.
     ``config`` entries are passed as environment variables (e.g.
     ``{"NOTIFY_POLL_INTERVAL_MS": "200"}``).
     """
     env = dict(config or {})
+    if folder is not None:
+        folder = Path(folder)
+        env.setdefault("MESSAGING_INSTANCE_PATH", str(folder))
+        database_url = database_url or f"sqlite:///{folder / 'messaging.db'}"
     if database_url:
         env["DATABASE_URL"] = database_url
     return start_server(

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, POLL_INTERVAL_MS
-from course.servers import ServerHandle, start_messaging_app
+from course.servers import ServerHandle
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,20 +20,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    folder = tmp_path_factory.mktemp("browser-messaging")
-    handle = start_messaging_app(
-        port=None,
-        database_url=f"sqlite:///{folder / 'messaging.db'}",
-        config={
-            "MESSAGING_INSTANCE_PATH": str(folder),
-            "SECRET_KEY": "browser-tests",
-            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-            "NOTIFY_POLL_INTERVAL_MS": str(POLL_INTERVAL_MS),
-            "LONG_POLL_TIMEOUT": "10",
-            "SSE_HEARTBEAT_SECONDS": "5",
-        },
-        reuse=False,
+def server(start_messaging) -> Iterator[ServerHandle]:  # type: ignore[no-untyped-def]
+    handle = start_messaging(
+        "browser-messaging",
+        SECRET_KEY="browser-tests",
+        NOTIFY_POLL_INTERVAL_MS=str(POLL_INTERVAL_MS),
+        LONG_POLL_TIMEOUT="10",
+        SSE_HEARTBEAT_SECONDS="5",
     )
     yield handle
     handle.stop()

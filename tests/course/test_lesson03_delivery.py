@@ -9,28 +9,16 @@ import pytest
 
 from course import notify
 from course.lesson03_delivery import Reader, TransportRun, close_all, measure, sign_in
-from course.servers import ServerHandle, start_messaging_app
+from course.servers import ServerHandle
 
 PASSWORD = "pw"
-FAST_HASH = "pbkdf2:sha256:1000"
 READERS = 4
 _numbers = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    folder = tmp_path_factory.mktemp("lesson03-app")
-    handle = start_messaging_app(
-        port=None,
-        database_url=f"sqlite:///{folder / 'messaging.db'}",
-        config={
-            "MESSAGING_INSTANCE_PATH": str(folder),
-            "PASSWORD_HASH_METHOD": FAST_HASH,
-            "LONG_POLL_TIMEOUT": "20",
-            "MESSAGING_THREADS": "32",
-        },
-        reuse=False,
-    )
+def app(start_messaging) -> Iterator[ServerHandle]:  # type: ignore[no-untyped-def]
+    handle = start_messaging("lesson03-app", LONG_POLL_TIMEOUT="20", MESSAGING_THREADS="32")
     yield handle
     handle.stop()
 

@@ -89,9 +89,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     database = f"sqlite:///{folder / 'messaging.db'}"
     handle = start_messaging_app(
         port=None,
-        database_url=database,
+        folder=folder,
         config={
-            "MESSAGING_INSTANCE_PATH": str(folder),
             "PASSWORD_HASH_METHOD": FAST_HASH,
             "MESSAGING_THREADS": str(2 * READERS + WRITERS + 16),
             "LONG_POLL_TIMEOUT": "20",

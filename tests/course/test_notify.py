@@ -12,7 +12,7 @@ from aiohttp import web
 
 from course import notify
 from course.notify import Backoff, Counters, Notification
-from course.servers import ServerHandle, free_port, start_messaging_app
+from course.servers import ServerHandle, free_port
 
 PASSWORD = "pw"
 WAIT = 30.0  # generous: the machine is shared
@@ -20,19 +20,9 @@ _numbers = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    folder = tmp_path_factory.mktemp("notify-app")
-    handle = start_messaging_app(
-        port=None,
-        database_url=f"sqlite:///{folder / 'messaging.db'}",
-        config={
-            "MESSAGING_INSTANCE_PATH": str(folder),
-            "SECRET_KEY": "notify-tests",
-            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-            "LONG_POLL_TIMEOUT": "5",
-            "SSE_HEARTBEAT_SECONDS": "2",
-        },
-        reuse=False,
+def app(start_messaging) -> Iterator[ServerHandle]:  # type: ignore[no-untyped-def]
+    handle = start_messaging(
+        "notify-app", SECRET_KEY="notify-tests", LONG_POLL_TIMEOUT="5", SSE_HEARTBEAT_SECONDS="2"
     )
     yield handle
     handle.stop()

@@ -160,3 +160,14 @@ def test_server_exits_with_a_message_when_its_port_is_taken():
         )
     assert done.returncode == 1
     assert "address already in use" in done.stderr.lower()
+
+
+def test_messaging_app_keeps_its_database_in_the_folder_it_is_given(tmp_path):
+    from course.servers import start_messaging_app
+
+    handle = start_messaging_app(port=None, folder=tmp_path, reuse=False)
+    try:
+        assert (tmp_path / "messaging.db").is_file(), "the app's SQLite file belongs in folder/"
+    finally:
+        handle.stop()
+    assert not handle.running

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from course.servers import ServerHandle, start_messaging_app
+from course.servers import ServerHandle
 from messaging_helpers import LIVE_CONFIG, FormClient, app_config
 from server.messaging import create_app
 from server.messaging.extensions import db
@@ -49,13 +49,7 @@ def bob(alice: FormClient, make_client) -> FormClient:  # type: ignore[no-untype
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    folder = tmp_path_factory.mktemp("live-messaging")
-    handle = start_messaging_app(
-        port=None,
-        database_url=f"sqlite:///{folder / 'messaging.db'}",
-        config={**LIVE_CONFIG, "MESSAGING_INSTANCE_PATH": str(folder)},
-        reuse=False,
-    )
+def live_server(start_messaging) -> Iterator[ServerHandle]:  # type: ignore[no-untyped-def]
+    handle = start_messaging("live-messaging", **LIVE_CONFIG)
     yield handle
     handle.stop()

@@ -99,11 +99,10 @@ def rechecking_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def rechecking_server(rechecking_folder: Path) -> Iterator[ServerHandle]:
     """A server whose waiters re-read the database often (as with several processes)."""
-    folder = rechecking_folder
     handle = start_messaging_app(
         port=None,
-        database_url=f"sqlite:///{folder / 'messaging.db'}",
-        config={**LIVE_CONFIG, "NOTIFY_RECHECK_SECONDS": "0.5", "MESSAGING_INSTANCE_PATH": str(folder)},
+        folder=rechecking_folder,
+        config={**LIVE_CONFIG, "NOTIFY_RECHECK_SECONDS": "0.5"},
         reuse=False,
     )
     yield handle
@@ -259,18 +258,9 @@ def test_event_stream_without_a_session_is_401(live_server):
 
 
 @pytest.fixture(scope="module")
-def one_seat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    folder = tmp_path_factory.mktemp("one-seat")
-    handle = start_messaging_app(
-        port=None,
-        database_url=f"sqlite:///{folder / 'messaging.db'}",
-        config={
-            **LIVE_CONFIG,
-            "MAX_WAITING_REQUESTS": "1",
-            "LONG_POLL_TIMEOUT": "60",
-            "MESSAGING_INSTANCE_PATH": str(folder),
-        },
-        reuse=False,
+def one_seat_server(start_messaging) -> Iterator[ServerHandle]:  # type: ignore[no-untyped-def]
+    handle = start_messaging(
+        "one-seat", **{**LIVE_CONFIG, "MAX_WAITING_REQUESTS": "1", "LONG_POLL_TIMEOUT": "60"}
     )
     yield handle
     handle.stop()

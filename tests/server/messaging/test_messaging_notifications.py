@@ -103,7 +103,7 @@ def test_a_late_commit_with_an_older_timestamp_is_not_skipped_by_the_cursor(app,
 
 def test_notifications_stamped_in_the_same_instant_are_seen_once_each(app, alice):
     first = _add(app, "alice", "a", 1)
-    [a] = alice.get(f"/notifications?after=0").json
+    [a] = alice.get("/notifications?after=0").json
     second = _add(app, "alice", "b", 2)
     _set_timestamp(app, second, a["timestamp"])  # same clock reading
     by_since = alice.get(f"/notifications?since={a['timestamp']}").json

@@ -1,0 +1,39 @@
+"""Fixtures shared across the test tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from course.servers import ServerHandle, start_messaging_app
+
+#: Quick password hashing: the tests create many users; the hash is not what they test.
+FAST_HASH = "pbkdf2:sha256:1000"
+
+StartMessaging = Callable[..., ServerHandle]
+
+
+@pytest.fixture(scope="session")
+def start_messaging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartMessaging]:
+    """``start_messaging("name", SETTING="value", ...)`` -> a new messaging app process.
+
+    Each app gets a free port, a folder (and SQLite database) of its own and
+    quick password hashing; settings are the app's environment variables.
+    Apps still running at the end of the session are stopped.
+    """
+    started: list[ServerHandle] = []
+
+    def start(name: str, **settings: str) -> ServerHandle:
+        handle = start_messaging_app(
+            port=None,
+            folder=tmp_path_factory.mktemp(name),
+            config={"PASSWORD_HASH_METHOD": FAST_HASH, **settings},
+            reuse=False,
+        )
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
