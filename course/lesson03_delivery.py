@@ -90,13 +90,8 @@ class TransportRun:
 
 async def sign_in(base_url: str, names: list[str], password: str) -> list[Reader]:
     """A logged-in session per name (the accounts must exist)."""
-    readers = [Reader(name, notify.client_session()) for name in names]
-    try:
-        await asyncio.gather(*(notify.login(r.session, base_url, r.name, password) for r in readers))
-    except BaseException:
-        await close_all(readers)
-        raise
-    return readers
+    sessions = await notify.sign_in_all(base_url, names, password)
+    return [Reader(name, session) for name, session in zip(names, sessions)]
 
 
 async def close_all(readers: list[Reader]) -> None:

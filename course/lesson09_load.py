@@ -203,12 +203,8 @@ class Crowd:
     ) -> Crowd:
         """Log every user in through the login form, each in a session of its own."""
         names = [*readers, *writers]
-        users = [SimUser(name, notify.client_session()) for name in names]
-        try:
-            await asyncio.gather(*(notify.login(u.session, base_url, u.name, password) for u in users))
-        except BaseException:
-            await asyncio.gather(*(u.session.close() for u in users))
-            raise
+        sessions = await notify.sign_in_all(base_url, names, password)
+        users = [SimUser(name, session) for name, session in zip(names, sessions)]
         return cls(base_url, users[: len(readers)], users[len(readers) :])
 
     async def close(self) -> None:

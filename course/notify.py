@@ -27,7 +27,7 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +44,7 @@ __all__ = [
     "client_session",
     "register",
     "login",
+    "sign_in_all",
     "logout",
     "send_message",
     "poll",
@@ -225,6 +226,23 @@ async def login(session: aiohttp.ClientSession, base_url: str, username: str, pa
     )
     if status != 302 or "/auth/login" in location:
         raise LoginFailed(f"wrong username or password for {username!r} at {base_url}")
+
+
+async def sign_in_all(
+    base_url: str, names: Sequence[str], password: str
+) -> list[aiohttp.ClientSession]:
+    """One signed-in session per name, in order, logged in concurrently.
+
+    Simulated users need this: each one is a browser of its own. If any login
+    fails, every session is closed before the error propagates.
+    """
+    sessions = [client_session() for _ in names]
+    try:
+        await asyncio.gather(*(login(s, base_url, n, password) for s, n in zip(sessions, names)))
+    except BaseException:
+        await asyncio.gather(*(s.close() for s in sessions))
+        raise
+    return sessions
 
 
 async def send_message(

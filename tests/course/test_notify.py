@@ -62,6 +62,34 @@ async def test_login_with_a_wrong_password_raises_login_failed(app, pair):
             await notify.login(session, app.url, name, "not-the-password")
 
 
+async def test_sign_in_all_gives_each_name_its_own_session_in_order(app, pair):
+    sender, _, _ = pair
+    names = []
+    for prefix in ("quiet", "busy"):
+        name, session = await new_user(app, prefix)
+        await session.close()
+        names.append(name)
+    await notify.send_message(sender, app.url, names[1], "hello")
+
+    sessions = await notify.sign_in_all(app.url, names, PASSWORD)
+    try:
+        seen = []
+        for session in sessions:
+            async with session.get(f"{app.url}/notifications?after=0") as response:
+                assert response.status == 200
+                seen.append([(n["name"], n["data"]) for n in await response.json()])
+    finally:
+        for session in sessions:
+            await session.close()
+    assert seen == [[], [("unread_message_count", 1)]]
+
+
+async def test_sign_in_all_fails_whole_on_one_wrong_login(app, pair):
+    _, name, _ = pair
+    with pytest.raises(notify.LoginFailed):
+        await notify.sign_in_all(app.url, [name, "nobody-by-this-name"], PASSWORD)
+
+
 async def test_a_cookie_jar_that_refuses_ip_cookies_is_explained(app, pair):
     _, name, _ = pair
     async with aiohttp.ClientSession() as session:  # the default jar ignores 127.0.0.1
