@@ -38,7 +38,7 @@ from course.limiters import RateLimiter
 from course.records import Outcome, Request, Result
 from course.workers import WorkerPool, new_session
 
-__all__ = ["APPROACHES", "ComparisonRow", "compare", "format_table", "to_frame"]
+__all__ = ["APPROACHES", "ComparisonRow", "achieved_rate", "compare", "format_table", "to_frame"]
 
 Runner = Callable[[str, Sequence[Any], float, float, int], Awaitable[int]]
 
@@ -184,13 +184,32 @@ async def compare(
     return rows
 
 
+def require_arrivals(stats: Mapping[str, Any]) -> None:
+    if "arrivals" not in stats:
+        raise ValueError(
+            "these stats have no arrivals: read them with GET /_stats?detail=1 "
+            "(read_stats(url, detail=True) in the lessons)"
+        )
+
+
+def achieved_rate(stats: Mapping[str, Any], status: str = "200") -> float:
+    """Admitted requests per second between the first and the last one the server admitted.
+
+    ``(n - 1) / (last - first)`` over the arrivals that ended with ``status``:
+    the rate the server actually experienced, free of the client's start-up
+    and shut-down. 0.0 when fewer than two such arrivals exist.
+    """
+    require_arrivals(stats)
+    times = [t for t, s in zip(stats["arrivals"], stats["statuses"]) if s == status]
+    if len(times) < 2 or times[-1] <= times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
 def _row(
     key: str, label: str, n: int, fetched: int, wall: float, cpu: float, stats: dict[str, Any], rate: float | None
 ) -> ComparisonRow:
-    arrivals = stats.get("arrivals", [])
-    served = stats["items"]["responses"]
-    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
-    achieved = (served - 1) / span if span > 0 and served > 1 else 0.0
+    achieved = achieved_rate(stats)
     requests = stats["requests"]
     return ComparisonRow(
         approach=key,

@@ -31,6 +31,8 @@ from typing import Any
 
 import pandas as pd
 
+from course.compare import achieved_rate, require_arrivals
+
 __all__ = [
     "STATUS_COLOURS",
     "ExactlyOnce",
@@ -74,32 +76,13 @@ def read_stats(base_url: str, *, detail: bool = True) -> dict[str, Any]:
     return _call("GET", base_url.rstrip("/") + "/_stats" + ("?detail=1" if detail else ""))
 
 
-def _needs_detail(stats: Mapping[str, Any]) -> None:
-    if "arrivals" not in stats:
-        raise ValueError("these stats have no arrivals: read them with read_stats(url, detail=True)")
-
-
-def achieved_rate(stats: Mapping[str, Any], status: str = "200") -> float:
-    """Admitted requests per second between the first and the last one the server admitted.
-
-    ``(n - 1) / (last - first)`` over the arrivals that ended with ``status``:
-    the rate the server actually experienced, free of the client's start-up
-    and shut-down. 0.0 when fewer than two such arrivals exist.
-    """
-    _needs_detail(stats)
-    times = [t for t, s in zip(stats["arrivals"], stats["statuses"]) if s == status]
-    if len(times) < 2 or times[-1] <= times[0]:
-        return 0.0
-    return (len(times) - 1) / (times[-1] - times[0])
-
-
 def timeline(stats: Mapping[str, Any], step: float = 0.1) -> pd.DataFrame:
     """Arrivals per ``step``-second bin (rows: bin start) and outcome (columns).
 
     Every bin from 0 to the last arrival is present (empty bins are zeros),
     so gaps in the traffic show as gaps in the plot.
     """
-    _needs_detail(stats)
+    require_arrivals(stats)
     if step <= 0:
         raise ValueError(f"step must be a positive number of seconds, got {step}")
     arrivals, statuses = stats["arrivals"], stats["statuses"]
