@@ -1,4 +1,4 @@
-"""Run one workload through five clients against the same mock-server scenario.
+"""Run one workload through six clients against the same mock-server scenario.
 
 =====  ================================================================
 ``a``  one coroutine per request + ``throttler.Throttler`` + tenacity
@@ -7,7 +7,19 @@
 ``d``  our ``WorkerPool`` (RateLimiter, Gate, error policies)
 ``e``  bare aiohttp + ``asyncio.Semaphore``: no limit, no retries -- the speed
        baseline, run against the scenario *without* its rate limit
+``f``  the same bare loop with each request started at its slot of an even
+       schedule at R (a plain ``asyncio.sleep``; no window accounting, no
+       retries) -- the CPU baseline for a client that keeps to a rate, also
+       run without the server's rate limit
 =====  ================================================================
+
+Why two baselines: flat out, (e) finds dozens of answers waiting each time
+the event loop looks, so its per-request costs (a wake-up, a system call)
+are shared. A client held to R sends requests one by one, a 1/R apart, and
+pays them for each request -- about twice the CPU per request at a few
+hundred requests per second, whoever does the pacing. ``cpu_vs_bare``
+compares with (e): what keeping to a rate costs in all. ``cpu_vs_paced``
+compares with (f): what a client's machinery costs beyond the pacing itself.
 
 Before each client the scenario is put back (its clock restarts) and the
 server's counters are reset; afterwards the server's own ``/_stats`` says
@@ -24,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -38,7 +50,7 @@ from course.limiters import RateLimiter
 from course.records import Outcome, Request, Result
 from course.workers import WorkerPool, new_session
 
-__all__ = ["APPROACHES", "ComparisonRow", "achieved_rate", "compare", "format_table", "to_frame"]
+__all__ = ["APPROACHES", "ComparisonRow", "achieved_rate", "compare", "format_table", "relative_cpu", "to_frame"]
 
 Runner = Callable[[str, Sequence[Any], float, float, int], Awaitable[int]]
 
@@ -58,7 +70,8 @@ class ComparisonRow:
     achieved_rate: float  # items per second, from the server's arrival times
     rate_ratio: float | None  # achieved / configured rate (None when unlimited)
     cpu_per_request_us: float
-    cpu_vs_bare: float | None = None
+    cpu_vs_bare: float | None = None  # against (e), the unpaced bare loop
+    cpu_vs_paced: float | None = None  # against (f), the bare loop paced at R
 
 
 def _counting() -> tuple[list[int], Callable[[Outcome], None]]:
@@ -126,13 +139,36 @@ async def run_bare(url: str, items: Sequence[Any], rate: float, per: float, work
         return sum(await asyncio.gather(*(one(item) for item in items)))
 
 
+async def run_bare_paced(url: str, items: Sequence[Any], rate: float, per: float, workers: int) -> int:
+    """The bare loop, each request started at its slot ``start + i / rate`` (0.5 % under ``rate``)."""
+    if rate <= 0 or per <= 0:
+        raise ValueError(f"a paced loop needs rate > 0 and per > 0, got rate={rate}, per={per}")
+    interval = per / (rate * 0.995)  # the same margin as RateLimiter's default
+    semaphore = asyncio.Semaphore(workers)
+    async with new_session(workers, 30.0) as session:
+        start = time.monotonic()
+
+        async def one(index: int, item: Any) -> int:
+            delay = start + index * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with semaphore:
+                async with session.get(f"{url}/items/{item}") as response:
+                    await response.json()
+                    return 1 if response.status == 200 else 0
+
+        return sum(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
+
+
 APPROACHES: dict[str, tuple[str, Runner]] = {
     "a": ("coroutines + throttler", run_throttler),
     "b": ("coroutines + aiolimiter", run_aiolimiter),
     "c": ("aiometer", run_aiometer),
     "d": ("worker pool (ours)", run_worker_pool),
     "e": ("bare aiohttp + semaphore", run_bare),
+    "f": ("bare loop, paced at R", run_bare_paced),
 }
+UNLIMITED = frozenset("ef")  # baselines: run without the server's rate limit
 
 
 async def _control(session: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
@@ -149,7 +185,7 @@ async def compare(
     *,
     per: float = 1.0,
     workers: int = 64,
-    approaches: str = "abcde",
+    approaches: str = "abcdef",
     scenario: Mapping[str, Any] | None = None,
     bare_items: Sequence[Any] | None = None,
 ) -> list[ComparisonRow]:
@@ -157,6 +193,7 @@ async def compare(
 
     ``scenario`` defaults to a strict rate limit of ``rate`` per ``per`` s.
     ``bare_items`` (default ``items``) is the workload of the bare baseline.
+    The baselines (e) and (f) run against the scenario without its rate limit.
     """
     unknown = set(approaches) - set(APPROACHES)
     if unknown:
@@ -168,20 +205,28 @@ async def compare(
         for key in approaches:
             label, runner = APPROACHES[key]
             workload = bare_items if key == "e" and bare_items is not None else items
-            await _control(control, "PUT", api_url + "/_scenario", unlimited if key == "e" else chosen)
+            await _control(control, "PUT", api_url + "/_scenario", unlimited if key in UNLIMITED else chosen)
             await _control(control, "POST", api_url + "/_reset")
             cpu, wall = time.process_time(), time.perf_counter()
             fetched = await runner(api_url, workload, rate, per, workers)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             stats = await _control(control, "GET", api_url + "/_stats?detail=1")
             rows.append(_row(key, label, len(workload), fetched, wall, cpu, stats, None if key == "e" else rate / per))
-    bare = next((row for row in rows if row.approach == "e"), None)
-    if bare is not None and bare.cpu_per_request_us > 0:
-        rows = [
-            ComparisonRow(**{**asdict(row), "cpu_vs_bare": row.cpu_per_request_us / bare.cpu_per_request_us})
-            for row in rows
-        ]
-    return rows
+    return relative_cpu(rows)
+
+
+def relative_cpu(rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:
+    """The rows with ``cpu_vs_bare`` (against e) and ``cpu_vs_paced`` (against f) filled in where possible."""
+    by_key = {row.approach: row.cpu_per_request_us for row in rows}
+    bare, paced = by_key.get("e", 0.0), by_key.get("f", 0.0)
+    return [
+        replace(
+            row,
+            cpu_vs_bare=row.cpu_per_request_us / bare if bare > 0 else None,
+            cpu_vs_paced=row.cpu_per_request_us / paced if paced > 0 else None,
+        )
+        for row in rows
+    ]
 
 
 def require_arrivals(stats: Mapping[str, Any]) -> None:
@@ -228,14 +273,18 @@ def _row(
 
 def format_table(rows: Sequence[ComparisonRow]) -> str:
     """A plain-text table of the rows (for a notebook or a terminal)."""
-    header = f"{'':2}{'client':<26}{'fetched':>9}{'429s':>7}{'rate/R':>8}{'s':>7}{'CPU us/req':>11}{'vs bare':>8}"
+    header = (
+        f"{'':2}{'client':<26}{'fetched':>9}{'429s':>7}{'rate/R':>8}{'s':>7}{'CPU us/req':>11}"
+        f"{'vs e':>7}{'vs f':>7}"
+    )
     lines = [header]
     for row in rows:
         ratio = "-" if row.rate_ratio is None else f"{row.rate_ratio:.3f}"
-        vs = "-" if row.cpu_vs_bare is None else f"{row.cpu_vs_bare:.2f}"
+        vs_bare = "-" if row.cpu_vs_bare is None else f"{row.cpu_vs_bare:.2f}"
+        vs_paced = "-" if row.cpu_vs_paced is None else f"{row.cpu_vs_paced:.2f}"
         lines.append(
             f"{row.approach:2}{row.label:<26}{row.fetched:>9}{row.status_429:>7}{ratio:>8}"
-            f"{row.seconds:>7.1f}{row.cpu_per_request_us:>11.0f}{vs:>8}"
+            f"{row.seconds:>7.1f}{row.cpu_per_request_us:>11.0f}{vs_bare:>7}{vs_paced:>7}"
         )
     return "\n".join(lines)
 
