@@ -40,7 +40,6 @@ import subprocess
 import sys
 import time
 import tracemalloc
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,7 @@ from course.client import fetch_each
 from course.compare import ComparisonRow, compare, format_table, run_bare
 from course.limiters import RateLimiter
 from course.records import Outcome, Result
-from course.servers import start_mock_api
+from course.servers import call_json, start_mock_api
 from course.workers import WorkerPool
 
 __all__ = ["main", "MemoryFigure"]
@@ -172,14 +171,6 @@ def measure_memory(approach: str, n: int, url: str, workers: int, rate: float, s
     return MemoryFigure(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _call(method: str, url: str, body: Any) -> None:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-
-
 # -- the run ------------------------------------------------------------------------
 
 
@@ -280,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     api = start_mock_api(port=None, items=items)
 
     def control(scenario: dict[str, Any]) -> None:
-        _call("PUT", api.url + "/_scenario", scenario)
-        _call("POST", api.url + "/_reset", {})
+        call_json("PUT", api.url + "/_scenario", scenario)
+        call_json("POST", api.url + "/_reset", {})
 
     try:
         print(f"mock API {api.url} ({items} items); client workers {args.workers}")

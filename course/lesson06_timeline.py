@@ -22,9 +22,7 @@ lessons talk about:
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from course.compare import achieved_rate, require_arrivals
+from course.servers import call_json
 
 __all__ = [
     "STATUS_COLOURS",
@@ -55,25 +54,16 @@ STATUS_COLOURS = {
 }
 
 
-def _call(method: str, url: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
 def use_scenario(base_url: str, scenario: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Install ``scenario`` (``None``: no faults), clear the counters; returns it normalized."""
-    installed = _call("PUT", base_url.rstrip("/") + "/_scenario", dict(scenario or {}))
-    _call("POST", base_url.rstrip("/") + "/_reset")
+    installed = call_json("PUT", base_url.rstrip("/") + "/_scenario", dict(scenario or {}))
+    call_json("POST", base_url.rstrip("/") + "/_reset")
     return installed
 
 
 def read_stats(base_url: str, *, detail: bool = True) -> dict[str, Any]:
     """``GET /_stats`` (with every arrival and per-item counts when ``detail``)."""
-    return _call("GET", base_url.rstrip("/") + "/_stats" + ("?detail=1" if detail else ""))
+    return call_json("GET", base_url.rstrip("/") + "/_stats" + ("?detail=1" if detail else ""))
 
 
 def timeline(stats: Mapping[str, Any], step: float = 0.1) -> pd.DataFrame:

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ControlError",
     "ServerHandle",
     "ServerStartError",
+    "call_json",
     "free_port",
     "start_server",
     "start_mock_api",
@@ -56,6 +58,15 @@ MESSAGING_PORT = int(os.environ.get("COURSE_MESSAGING_PORT", "5000"))
 
 class ServerStartError(RuntimeError):
     """A server did not come up; the message carries what it printed."""
+
+
+class ControlError(RuntimeError):
+    """A control route (``/_scenario``, ``/_reset``, ``/_stats``...) refused a call; says what it answered."""
+
+    def __init__(self, method: str, url: str, status: int, detail: str) -> None:
+        super().__init__(f"{method} {url} answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
 
 
 @dataclass
@@ -279,8 +290,11 @@ def start_mock_api(
         )
     # Always, even for a server this process just started or started earlier
     # (a registry hit): the scenario clock starts now and the counters are empty.
-    _request("PUT", handle.url + "/_scenario", dict(scenario or {}))
-    _request("POST", handle.url + "/_reset", None)
+    try:
+        call_json("PUT", handle.url + "/_scenario", dict(scenario or {}), timeout=5.0)
+        call_json("POST", handle.url + "/_reset", timeout=5.0)
+    except ControlError as exc:
+        raise ServerStartError(f"The mock API at {handle.url} refused its set-up: {exc}") from exc
     return handle
 
 
@@ -325,17 +339,22 @@ def start_messaging_app(
 # -- plumbing -----------------------------------------------------------------
 
 
-def _request(method: str, url: str, body: Any) -> None:
+def call_json(method: str, url: str, body: Any = None, *, timeout: float = 10.0) -> Any:
+    """One JSON call to a bundled server's control route; returns the decoded answer.
+
+    For the mock API's ``PUT /_scenario``, ``POST /_reset`` and ``GET /_stats``
+    from plain (non-async) code: notebooks' setup cells, benchmarks, tests.
+    An error answer raises ``ControlError`` with the server's explanation
+    (e.g. which scenario field it rejected).
+    """
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=5.0):
-            pass
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        raise ServerStartError(f"{method} {url} answered {exc.code}: {detail}") from exc
+        raise ControlError(method, url, exc.code, exc.read().decode(errors="replace")) from exc
+    return json.loads(raw) if raw.strip() else None
 
 
 def _answers(url: str) -> bool:

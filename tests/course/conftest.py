@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from course.servers import ServerHandle, start_mock_api
+from course.servers import ServerHandle, call_json, start_mock_api
 
 ITEMS = 10_000
-
-
-def _call(method: str, url: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 class MockAPI:
@@ -30,11 +21,11 @@ class MockAPI:
 
     def scenario(self, scenario: dict[str, Any] | None = None) -> None:
         """Replace the scenario (its clock restarts) and clear the counters."""
-        _call("PUT", self.url + "/_scenario", scenario or {})
-        _call("POST", self.url + "/_reset")
+        call_json("PUT", self.url + "/_scenario", scenario or {})
+        call_json("POST", self.url + "/_reset")
 
     def stats(self, detail: bool = False) -> dict[str, Any]:
-        return _call("GET", self.url + "/_stats" + ("?detail=1" if detail else ""))
+        return call_json("GET", self.url + "/_stats" + ("?detail=1" if detail else ""))
 
 
 @pytest.fixture(scope="session")
