@@ -66,8 +66,8 @@ class LessonApp:
             atexit.register(shutil.rmtree, folder, True)
         server = start_messaging_app(
             port=None if first_time else int(port_file.read_text()),
-            database_url=f"sqlite:///{folder / 'messaging.db'}",
-            config={**settings, "MESSAGING_INSTANCE_PATH": str(folder)},
+            folder=folder,  # its instance files and folder/messaging.db
+            config=settings,
             reuse=not first_time,
         )
         port_file.write_text(str(server.port))
