@@ -10,12 +10,13 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab test test-fast chromium lock bench clean
+.PHONY: help install lab test test-fast chromium lock bench learner clean
 
 help:
 	@echo "make lab    - set up (first time) and open JupyterLab on the notebooks"
 	@echo "make test   - set up (first time) and run every test: unit, browser, notebooks"
 	@echo "make bench  - the benchmarks (mock API server, client framework)"
+	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,10 +51,14 @@ bench: $(STAMP)
 	$(BIN)/python -m server.messaging.bench
 	$(BIN)/python -m course.bench
 
+# The learners' copy of the lessons, to hand out: learner/ (not committed).
+learner: $(STAMP)
+	$(BIN)/python tools/nbtool.py learner --out learner
+
 # Re-pin requirements.lock after changing pyproject.toml.
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
 	  --no-header --annotation-style line -o requirements.lock
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info learner

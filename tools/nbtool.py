@@ -2,6 +2,7 @@
 
     python tools/nbtool.py run notebooks/00_start_here.ipynb [more.ipynb ...]
     python tools/nbtool.py run --all
+    python tools/nbtool.py learner [--out learner]
 
 ``run`` executes each notebook with its directory as the working directory
 (as nbval and JupyterLab do), stops at the first error (and saves nothing),
@@ -9,6 +10,13 @@ gives every cell slide metadata (keeping what an author set: a markdown cell
 that starts with ``# `` or ``## `` opens a slide, ``### `` a sub-slide, other
 cells continue the slide), and removes per-run metadata such as execution
 timings, so a re-run only changes what really changed.
+
+``learner`` writes the learners' copy of every lesson (``make learner``):
+the same cells with every output cleared and every ``.solution()`` call
+commented out, so the reference answers stay hidden until a learner asks
+for them. The folder sits next to ``notebooks/`` so the lessons' links
+(``../README.md``, the next lesson) still work. Hand it out; keep
+``notebooks/`` (solutions run, outputs committed) for presenting.
 
 Authoring tip: write a lesson as a jupytext "percent" script and convert it
 with ``jupytext --to ipynb lesson.py``, then ``run`` it; to edit an existing
@@ -19,6 +27,8 @@ with ``jupytext --update --to ipynb``.
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -70,6 +80,47 @@ def run(path: Path, timeout: int) -> float:
     return time.monotonic() - started
 
 
+#: A line that calls an exercise's solution, e.g. ``lesson01.message_rule.solution()``.
+SOLUTION_CALL = re.compile(r"^(\s*)(?!#)(\S.*\.solution\(\).*)$")
+LEARNER_NOTE = "  # the reference answer: uncomment and run once you have tried"
+
+
+def hide_solutions(source: str) -> str:
+    """``source`` with each line that calls ``.solution()`` commented out."""
+    return "\n".join(
+        SOLUTION_CALL.sub(lambda m: f"{m.group(1)}# {m.group(2)}{LEARNER_NOTE}", line)
+        for line in source.split("\n")
+    )
+
+
+def learner_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The learners' edition of a lesson: no outputs, solutions commented out."""
+    copy = nbformat.from_dict(nb)
+    for cell in copy.cells:
+        if cell.cell_type == "code":
+            cell.source = hide_solutions(cell.source)
+            cell.outputs = []
+            cell.execution_count = None
+    copy.metadata["course_edition"] = "learner"
+    return copy
+
+
+def write_learner_copies(out: Path) -> list[Path]:
+    """Write the learners' copy of every lesson into ``out`` (replacing what was there)."""
+    if out.resolve() == NOTEBOOKS.resolve():
+        raise ValueError("the learners' copy must not overwrite notebooks/: choose another folder")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    written = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        copy = learner_copy(nbformat.read(path, as_version=4))
+        nbformat.validate(copy)
+        nbformat.write(copy, out / path.name)
+        written.append(out / path.name)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,8 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("notebooks", nargs="*", type=Path)
     run_p.add_argument("--all", action="store_true", help="every notebook in notebooks/")
     run_p.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    learner_p = sub.add_parser("learner", help="write the learners' copy (no outputs, solutions hidden)")
+    learner_p.add_argument("--out", type=Path, default=ROOT / "learner", help="folder to write (default: learner/)")
     args = parser.parse_args(argv)
 
+    if args.command == "learner":
+        written = write_learner_copies(args.out)
+        print(f"{len(written)} lessons written to {args.out}")
+        return 0
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if args.all else args.notebooks
     if not paths:
         parser.error("name notebooks to run, or pass --all")
