@@ -17,7 +17,6 @@ the run, connection set-up included: what the server had to answer.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from course import notify
+from course.stats import quantile
 
 __all__ = ["Reader", "TransportRun", "sign_in", "measure", "close_all"]
 
@@ -59,14 +59,11 @@ class TransportRun:
 
     @property
     def median_delay(self) -> float:
-        return statistics.median(self.delays) if self.delays else float("nan")
+        return self.delay_quantile(0.5)
 
     def delay_quantile(self, q: float) -> float:
-        """The delay below which a fraction ``q`` of the deliveries fall."""
-        if not self.delays:
-            return float("nan")
-        ordered = sorted(self.delays)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        """The delay a fraction ``q`` of the deliveries took at most (nearest rank)."""
+        return quantile(sorted(self.delays), q)
 
     @property
     def requests_per_delivery(self) -> float:

@@ -37,7 +37,7 @@ import psutil
 
 from course import notify
 from course.queues import ThrottledQueue
-from course.stats import Stats, StatsSnapshot
+from course.stats import Stats, StatsSnapshot, quantile
 
 __all__ = ["LoadPlan", "TransportRun", "Crowd", "SimUser", "Deliveries", "quantile", "SEND_ERRORS"]
 
@@ -65,14 +65,6 @@ class LoadPlan:
         if self.transport not in notify.TRANSPORTS:
             raise ValueError(f"transport must be one of {sorted(notify.TRANSPORTS)}, not {self.transport!r}")
         return {"interval": self.poll_interval} if self.transport == "poll" else {}
-
-
-def quantile(values: Sequence[float], fraction: float) -> float:
-    """The ``fraction`` quantile of sorted ``values`` (nearest rank); NaN if empty."""
-    if not values:
-        return math.nan
-    rank = max(1, math.ceil(fraction * len(values)))
-    return values[rank - 1]
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,31 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Stats", "StatsSnapshot", "RequestEvent", "Hook", "LogHook"]
+__all__ = ["Stats", "StatsSnapshot", "RequestEvent", "Hook", "LogHook", "quantile"]
 
 # Histogram buckets: 20 per decade from 10 us to 100 s.
 _BUCKETS_PER_DECADE = 20
 _LOWEST = 1e-5
 _NBUCKETS = 7 * _BUCKETS_PER_DECADE + 1
+
+
+def quantile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (sorted ascending), nearest rank; NaN if empty.
+
+    The smallest value with at least ``fraction`` of the values at or below
+    it: a value that really occurred, never an interpolation. The lessons'
+    medians and p95s all use this rule.
+    """
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    if not values:
+        return math.nan
+    rank = max(1, math.ceil(fraction * len(values)))
+    return values[rank - 1]
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import pytest
 
 from course import notify
-from course.lesson09_load import Crowd, Deliveries, LoadPlan, quantile
+from course.lesson09_load import Crowd, Deliveries, LoadPlan
 from course.servers import ServerHandle, start_messaging_app
 from server.messaging.seed import DEMO_PASSWORD, seed_database
 
@@ -61,14 +60,6 @@ async def test_a_refused_send_is_not_waited_for() -> None:
     deliveries.seen("ann", note(1))
     assert len(deliveries.delays) == 1
     assert deliveries.all_seen.is_set()
-
-
-def test_quantile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert quantile(values, 0.5) == 50.0
-    assert quantile(values, 0.95) == 95.0
-    assert quantile([3.0], 0.95) == 3.0
-    assert math.isnan(quantile([], 0.5))
 
 
 def test_unknown_transport_is_refused_with_the_choices() -> None:

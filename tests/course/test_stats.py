@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 
-from course.stats import LogHook, RequestEvent, Stats
+import pytest
+
+from course.stats import LogHook, RequestEvent, Stats, quantile
 
 
 def test_counts_by_status_errors_and_outcomes() -> None:
@@ -41,3 +44,15 @@ def test_log_hook_logs_before_and_after(caplog) -> None:
         hook.after_request(event)
     assert [r.getMessage()[:2] for r in caplog.records] == ["->", "<-"]
     assert "200" in caplog.records[1].getMessage()
+
+
+def test_quantile_is_nearest_rank_over_values_that_occurred() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert quantile(values, 0.5) == 50.0
+    assert quantile(values, 0.95) == 95.0
+    assert quantile([1.0, 2.0], 0.5) == 1.0  # a value that occurred, not the mean 1.5
+    assert quantile([3.0], 0.95) == 3.0
+    assert quantile(values, 1.0) == 100.0 and quantile(values, 0.0) == 1.0
+    assert math.isnan(quantile([], 0.5))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        quantile(values, 95)
