@@ -8,6 +8,11 @@
    slot is computed from the previous slot, not from when anyone woke up),
    so the achieved rate stays at the target; and there is no start-up
    burst: the first caller goes at once, the second one interval later.
+   Only lateness up to ``catch_up`` seconds is made up that way (ordinary
+   timer overshoot, a busy moment). After a longer stall -- a blocked event
+   loop, a suspended laptop -- the time lost is dropped from the schedule
+   instead: every slot still waiting moves later by it, so the callers whose
+   slots fell inside the stall do not all go at once when it ends.
 2. It keeps the server's own count, conservatively. A server with a
    sliding-window limit stamps a request when it *arrives*; we cannot see
    that moment, but we know it lies between our ``acquire()`` and the end of
@@ -50,7 +55,9 @@ class RateLimiter:
     ``await acquire()`` spaces a momentary event and needs no release. ``margin`` (a
     fraction, default 0.5 %) keeps the schedule under the limit.
     ``slow_down(factor)`` lowers the pace (after a 429); it recovers to the
-    target linearly over ``recovery`` seconds.
+    target linearly over ``recovery`` seconds. Lateness up to ``catch_up``
+    seconds is made up; beyond that it is dropped from the schedule, so the
+    burst after a stall is at most about ``catch_up * rate / per`` requests.
     """
 
     def __init__(
@@ -61,6 +68,7 @@ class RateLimiter:
         margin: float = 0.005,
         burst: int = 1,
         recovery: float = 5.0,
+        catch_up: float = 0.05,
     ) -> None:
         if rate <= 0 or per <= 0:
             raise ValueError(f"RateLimiter needs rate > 0 and per > 0, got rate={rate}, per={per}")
@@ -68,11 +76,15 @@ class RateLimiter:
             raise ValueError(f"margin is a fraction of the rate in [0, 1), got {margin}")
         if burst < 1:
             raise ValueError(f"burst must be at least 1 (no burst), got {burst}")
+        if catch_up < 0:
+            raise ValueError(f"catch_up is a number of seconds >= 0, got {catch_up}")
         self.rate = rate
         self.per = per
         self.margin = margin
         self.burst = burst
         self.recovery = recovery
+        self.catch_up = catch_up
+        self._shift = 0.0  # seconds dropped from the schedule after stalls, in all
         self._target = rate * (1.0 - margin) / per  # slots per second
         self._current = self._target
         self._interval = 1.0 / self._target
@@ -109,9 +121,24 @@ class RateLimiter:
         if slot < now:
             slot = now
         self._tat = (self._tat if self._tat > slot else slot) + self._interval
-        delay = slot - now
-        if delay > 0:
-            await asyncio.sleep(delay)
+        shift = self._shift
+        if slot > now:
+            await asyncio.sleep(slot - now)
+            while True:  # a stall may have moved the schedule while we slept
+                slot += self._shift - shift
+                shift = self._shift
+                now = time.monotonic()
+                if slot > now:
+                    await asyncio.sleep(slot - now)
+                    continue
+                late = now - slot
+                if late > self.catch_up:
+                    # A stall: drop what is beyond catch_up from the schedule
+                    # (this caller goes now; the slots behind it move later).
+                    dropped = late - self.catch_up
+                    self._shift += dropped
+                    self._tat += dropped
+                break
         released, horizon = self._released, time.monotonic() - self.per
         while released and released[0] <= horizon:
             released.popleft()
@@ -166,7 +193,7 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return (
-            f"RateLimiter(rate={self.rate}, per={self.per}, margin={self.margin}, "
+            f"RateLimiter(rate={self.rate}, per={self.per}, margin={self.margin}, catch_up={self.catch_up}, "
             f"current={self._current * self.per:.1f}/{self.per:g}s)"
         )
 

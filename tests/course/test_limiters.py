@@ -53,6 +53,44 @@ async def test_no_startup_burst_callers_get_consecutive_slots() -> None:
     assert sum(1 for t in stamps if t < started + 0.05) <= 3
 
 
+async def test_after_a_stall_the_overdue_slots_do_not_all_go_at_once() -> None:
+    limiter = RateLimiter(100, per=1.0, margin=0.0, catch_up=0.05)  # a slot every 10 ms
+    stamps: list[float] = []
+
+    async def take() -> None:
+        await limiter.acquire()
+        stamps.append(time.monotonic())
+
+    tasks = [asyncio.create_task(take()) for _ in range(60)]
+    await asyncio.sleep(0.1)  # about ten have gone, fifty hold slots up to 0.6 s ahead
+    time.sleep(0.4)  # the event loop is blocked: forty slots fall inside the stall
+    ended = time.monotonic()
+    await asyncio.gather(*tasks)
+    after = [t for t in stamps if t >= ended]
+    # Without the catch-up bound, about forty would go together right after the stall.
+    assert sum(1 for t in after if t < ended + 0.02) <= 8
+    assert len(stamps) == 60
+    # The rest keep the spacing: no 50 ms after the stall holds more than about 5 + 5.
+    assert max_in_window(after, 0.05) <= 12
+
+
+async def test_lateness_within_catch_up_is_made_up() -> None:
+    limiter = RateLimiter(100, per=1.0, margin=0.0, catch_up=0.05)  # a slot every 10 ms
+    stamps: list[float] = []
+
+    async def take() -> None:
+        await limiter.acquire()
+        stamps.append(time.monotonic())
+
+    tasks = [asyncio.create_task(take()) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    time.sleep(0.035)  # a short stall: three or four slots fall inside it
+    ended = time.monotonic()
+    await asyncio.gather(*tasks)
+    # Those slots are not lost: their callers go as soon as the loop runs again.
+    assert sum(1 for t in stamps if ended <= t < ended + 0.005) >= 3
+
+
 async def test_margin_lowers_the_schedule_below_the_limit() -> None:
     assert RateLimiter(1000, margin=0.01).current_rate == pytest.approx(990)
     assert RateLimiter(10, per=2.0, margin=0.0).current_rate == pytest.approx(5)
@@ -71,6 +109,8 @@ async def test_slow_down_lowers_the_pace_and_it_recovers_to_the_target() -> None
 
 
 def test_nonsense_arguments_are_refused_with_a_message() -> None:
+    with pytest.raises(ValueError, match="catch_up"):
+        RateLimiter(10, catch_up=-1)
     with pytest.raises(ValueError, match="rate > 0"):
         RateLimiter(0)
     with pytest.raises(ValueError, match="margin"):
