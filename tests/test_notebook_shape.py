@@ -58,3 +58,19 @@ def _links(markdown: str) -> list[str]:
     import re
 
     return [m for m in re.findall(r"\(([^)\s]+\.ipynb)\)", markdown)]
+
+
+def test_every_heading_opens_its_own_cell(notebook):
+    # A heading in the middle of a cell cannot start a slide (tools/nbtool.py splits them).
+    path, nb = notebook
+    late = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        fenced = False
+        for number, line in enumerate(cell.source.splitlines()):
+            if line.lstrip().startswith(("```", "~~~")):
+                fenced = not fenced
+            elif number > 0 and not fenced and line.startswith(("# ", "## ", "### ")):
+                late.append((index, line))
+    assert not late, f"{path.name}: headings in the middle of a cell: {late}"

@@ -51,7 +51,40 @@ def slide_type_for(cell: nbformat.NotebookNode) -> str:
     return "-"
 
 
+HEADING = re.compile(r"^#{1,3} ")
+FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def heading_starts(source: str) -> list[int]:
+    """Line numbers (after the first line) where a ``#``-``###`` heading starts, outside code fences."""
+    starts, fenced = [], False
+    for number, line in enumerate(source.split("\n")):
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and number > 0 and HEADING.match(line):
+            starts.append(number)
+    return starts
+
+
+def split_at_headings(nb: nbformat.NotebookNode) -> None:
+    """Give every heading a markdown cell of its own, so that it can open a slide."""
+    cells = []
+    for cell in nb.cells:
+        starts = heading_starts(cell.source) if cell.cell_type == "markdown" else []
+        if not starts:
+            cells.append(cell)
+            continue
+        lines = cell.source.split("\n")
+        bounds = [0, *starts, len(lines)]
+        pieces = ["\n".join(lines[a:b]).strip("\n") for a, b in zip(bounds, bounds[1:])]
+        cell.source = pieces[0]
+        cells.append(cell)
+        cells.extend(nbformat.v4.new_markdown_cell(piece) for piece in pieces[1:] if piece)
+    nb.cells = cells
+
+
 def tidy(nb: nbformat.NotebookNode) -> None:
+    split_at_headings(nb)
     for cell in nb.cells:
         meta = cell.setdefault("metadata", {})
         meta.pop("execution", None)
