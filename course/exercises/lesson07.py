@@ -20,7 +20,7 @@ from statistics import mean
 
 from course.checks import Exercise, Incorrect
 
-__all__ = ["BASE", "CAP", "next_wait"]
+__all__ = ["BASE", "CAP", "next_wait", "next_wait_exercise"]
 
 BASE = 0.1  # seconds: the bound of the first retry's wait
 CAP = 2.0  # seconds: the bound never grows past this
