@@ -19,6 +19,9 @@ from server.messaging.models import Message, Notification, User
 
 from messaging_helpers import user
 
+# Every test here runs on SQLite and on PostgreSQL (see conftest.py).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 
 def _add(app, username: str, name: str, data) -> int:
     with app.app_context():
