@@ -2,9 +2,10 @@
 
 The notification contract, the upsert, the concurrency test and the
 migration check run on both databases in test_messaging_notifications.py;
-here is what only PostgreSQL can show: its own types, its row locks (which
-serialize less than SQLite's single writer), its refusal of NUL characters,
-and the app served by waitress with ``DATABASE_URL`` pointing at it.
+here is what PostgreSQL shows that SQLite does not: its own types, its row
+locks (which serialize less than SQLite's single writer), its refusal of NUL
+characters (the app now refuses them on both), and the app served by
+waitress with ``DATABASE_URL`` pointing at it.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ def test_unread_count_compares_stored_instants_not_wall_clocks(app, alice, bob):
         assert db.session.get(User, bob_id).unread_message_count() == 1
 
 
-# -- text PostgreSQL cannot store ---------------------------------------------------------------
+# -- text PostgreSQL cannot store (refused on both databases, for one rule) --------------------------
+
+BOTH = pytest.mark.databases("sqlite", "postgresql")
 
 
+@BOTH
 def test_a_message_with_a_nul_character_is_refused_not_a_server_error(app, alice):
     answer = alice.send("bob", "null\x00byte")
     assert answer.status_code == 400
@@ -83,11 +87,21 @@ def test_a_message_with_a_nul_character_is_refused_not_a_server_error(app, alice
         assert db.session.scalar(select(Message.id)) is None
 
 
-@pytest.mark.parametrize("url", ["/user/bo%00b", "/send_message/bo%00b", "/notifications?since=%00"])
+@BOTH
+@pytest.mark.parametrize("url", ["/user/bo%00b", "/send_message/bo%00b", "/auth/login?next=%00"])
 def test_a_nul_character_in_the_url_is_400_not_a_server_error(alice, url):
     assert alice.get(url).status_code == 400
 
 
+@BOTH
+@pytest.mark.parametrize("url", ["/notifications?since=%00", "/notifications?after=1%00"])
+def test_a_nul_character_in_an_api_query_is_a_400_json_answer(alice, url):
+    answer = alice.get(url)
+    assert answer.status_code == 400
+    assert answer.is_json and "NUL" in answer.json["error"]
+
+
+@BOTH
 def test_registering_with_a_nul_character_is_refused(app, make_client):
     client = make_client()
     answer = client.submit(
