@@ -8,7 +8,10 @@ server.messaging seed-demo``. On start it creates or upgrades its database
 Configuration, from environment variables (or ``create_app(overrides)``):
 
 ``DATABASE_URL``             any SQLAlchemy URL; default a SQLite file
-                             ``messaging.db`` in ``MESSAGING_INSTANCE_PATH``
+                             ``messaging.db`` in ``MESSAGING_INSTANCE_PATH``;
+                             tested on SQLite and on PostgreSQL
+                             (``postgresql+psycopg://user:pw@host/db``, needs
+                             ``psycopg[binary]``; see README.md)
 ``MESSAGING_INSTANCE_PATH``  folder for that file (default ``./instance``)
 ``SECRET_KEY``               signs sessions and CSRF tokens (default: a
                              development key; set your own outside a classroom)

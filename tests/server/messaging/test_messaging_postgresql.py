@@ -24,10 +24,19 @@ from server.messaging.extensions import db
 from server.messaging.inbox import mark_messages_read, send_message
 from server.messaging.models import UNREAD_MESSAGE_COUNT, Message, Notification, User
 
+import postgresql_server
 from messaging_helpers import LIVE_CONFIG, WebUser, user
-from postgresql_server import PostgreSQLServer
+from postgresql_server import PostgreSQLNotFound, PostgreSQLServer
 
 pytestmark = pytest.mark.databases("postgresql")
+
+
+def test_without_postgresql_installed_the_error_says_to_run_make_postgresql(monkeypatch, tmp_path):
+    monkeypatch.setattr(postgresql_server, "DEBIAN_ROOT", tmp_path / "nothing-here")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("PG_BINDIR", raising=False)
+    with pytest.raises(PostgreSQLNotFound, match="run `make postgresql`"):
+        postgresql_server.start_postgresql()
 
 
 def test_the_app_really_runs_on_postgresql(app):
