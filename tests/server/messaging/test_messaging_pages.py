@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -11,6 +12,9 @@ from server.messaging.extensions import db
 from server.messaging.models import Message, Notification
 
 from messaging_helpers import csrf_token, user
+
+# Every test here runs on SQLite and on PostgreSQL (see conftest.py).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 
 def _count(app: Flask, model: type) -> int:
