@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 
 from course.servers import ServerHandle
 from server.messaging.extensions import db
@@ -205,6 +205,47 @@ def test_reading_the_inbox_while_a_message_is_sent_leaves_the_true_unread_count(
         )
         assert notification.get_data() == bob_row.unread_message_count()
         assert notification.get_data() in (0, 1)  # the new message, read or not; never the old ones
+
+
+@BOTH
+def test_users_writing_to_each_other_and_reading_at_once_keep_true_counts(app):
+    """Crossing writes lock two user rows in opposite orders: no deadlock, no
+    lost update, and every badge ends equal to its user's unread messages."""
+    names = [f"user{i}" for i in range(6)]
+    with app.app_context():
+        for name in names:
+            db.session.add(User(username=name, email=f"{name}@example.com"))
+        db.session.commit()
+        ids = [db.session.scalar(select(User.id).where(User.username == n)) for n in names]
+
+    start = threading.Barrier(len(ids))
+    errors: list[BaseException] = []
+
+    def act(me: int, rounds: int = 15) -> None:
+        try:
+            with app.app_context():
+                start.wait(timeout=30)
+                for round_ in range(rounds):
+                    for other in ids:
+                        if other != me:
+                            send_message(db.session.get(User, me), db.session.get(User, other), "hi")
+                    if round_ % 4 == 3:
+                        mark_messages_read(db.session.get(User, me))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=act, args=(me,)) for me in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not errors, errors[:3]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Message)) == 15 * 6 * 5
+        for user_id in ids:
+            row = db.session.get(User, user_id)
+            [badge] = db.session.scalars(select(Notification).where(Notification.user_id == user_id))
+            assert badge.get_data() == row.unread_message_count(), row.username
 
 
 # -- the app served by waitress with DATABASE_URL on PostgreSQL -----------------------------------
