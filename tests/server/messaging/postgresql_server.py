@@ -107,12 +107,6 @@ class PostgreSQLServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
-    def version(self) -> str:
-        with self.connect() as connection:
-            row = connection.execute("SHOW server_version").fetchone()
-        assert row is not None
-        return str(row[0])
-
     def stop(self) -> None:
         """``pg_ctl stop -m fast``, then remove the folder."""
         try:
@@ -175,30 +169,37 @@ def start_postgresql(host: str = "127.0.0.1", attempts: int = 3) -> PostgreSQLSe
             folder,
         )
         (folder / "password").unlink()
-        for attempt in range(1, attempts + 1):
-            port = free_port(host)
-            server = PostgreSQLServer(bindir, folder, host, port, SUPERUSER, password, run_as)
-            _write_settings(server)
-            try:
-                _run(
-                    [
-                        str(bindir / "pg_ctl"), "start", "-D", str(server.datadir),
-                        "-l", str(folder / "server.log"), "-w", "-t", "120",
-                    ],
-                    run_as,
-                    folder,
-                )
-            except PostgreSQLStartError:
-                if attempt == attempts:  # another process may have taken the port
-                    raise
-                log.warning("PostgreSQL did not start on port %d; trying another", port)
-                continue
-            _wait_until_it_answers(server)
-            return server
+        return _start_on_a_free_port(bindir, folder, host, password, run_as, attempts)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    raise AssertionError("unreachable")
+
+
+def _start_on_a_free_port(
+    bindir: Path, folder: Path, host: str, password: str, run_as: str | None, attempts: int
+) -> PostgreSQLServer:
+    for attempt in range(1, attempts + 1):
+        server = PostgreSQLServer(bindir, folder, host, free_port(host), SUPERUSER, password, run_as)
+        _write_settings(server)
+        command = [
+            str(bindir / "pg_ctl"), "start", "-D", str(server.datadir),
+            "-l", str(folder / "server.log"), "-w", "-t", "120",
+        ]
+        try:
+            _run(command, run_as, folder)
+        except PostgreSQLStartError:
+            if attempt == attempts:
+                raise
+            # Another process may have taken the port since free_port() saw it free.
+            log.warning("PostgreSQL did not start on port %d; trying another", server.port)
+            continue
+        try:
+            _wait_until_it_answers(server)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+    raise PostgreSQLStartError(f"no attempt to start PostgreSQL was made (attempts={attempts})")
 
 
 def _write_settings(server: PostgreSQLServer) -> None:
