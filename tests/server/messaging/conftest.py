@@ -23,7 +23,6 @@ from postgresql_server import PostgreSQLServer, start_postgresql
 from server.messaging import create_app
 from server.messaging.extensions import db
 
-
 DATABASES = ("sqlite", "postgresql")
 
 

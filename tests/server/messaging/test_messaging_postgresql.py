@@ -155,10 +155,15 @@ def test_reading_the_inbox_while_a_message_is_sent_leaves_the_true_unread_count(
 
     def pause_after_loading_bob(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         # The sender's first read of a user row inside send_message: then pause.
-        if threading.current_thread() is sender and armed.is_set() and not loaded.is_set():
-            if statement.lstrip().upper().startswith("SELECT") and 'FROM "user"' in statement:
-                loaded.set()
-                go.wait(timeout=60)
+        if (
+            threading.current_thread() is sender
+            and armed.is_set()
+            and not loaded.is_set()
+            and statement.lstrip().upper().startswith("SELECT")
+            and 'FROM "user"' in statement
+        ):
+            loaded.set()
+            go.wait(timeout=60)
 
     def send() -> None:
         try:
