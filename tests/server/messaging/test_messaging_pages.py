@@ -150,6 +150,11 @@ def test_messages_page_marks_everything_read(app, alice, bob):
         assert user(app, "bob").last_message_read_time.tzinfo is not None
 
 
+@pytest.mark.parametrize("page", ["0", "-3", "99", "10000000000000000000000"])
+def test_a_page_number_out_of_range_is_an_empty_or_first_page_not_an_error(alice, page):
+    assert alice.get(f"/messages?page={page}").status_code == 200
+
+
 def test_badge_is_always_in_the_page_and_hidden_at_zero(alice):
     assert _badge(alice.get("/").text) == ("hidden", "0")
 
