@@ -45,9 +45,11 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .database import UTCDateTime, utcnow
 from .extensions import db, login_manager
 
-__all__ = ["User", "Message", "Notification", "MAX_BODY_LENGTH", "lock_user"]
+__all__ = ["User", "Message", "Notification", "MAX_BODY_LENGTH", "MAX_CURSOR", "lock_user"]
 
 MAX_BODY_LENGTH = 140
+#: The largest cursor (``seq``) there can be: INTEGER columns are 32-bit on PostgreSQL.
+MAX_CURSOR = 2**31 - 1
 UNREAD_MESSAGE_COUNT = "unread_message_count"
 
 _UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
