@@ -10,10 +10,10 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab test test-fast chromium lock bench learner clean
+.PHONY: help install lab test test-fast chromium postgresql lock bench learner clean
 
 help:
-	@echo "make lab    - set up (first time) and open JupyterLab on the notebooks"
+	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00"
 	@echo "make test   - set up (first time) and run every test: unit, browser, notebooks"
 	@echo "make bench  - the benchmarks (mock API server, client framework)"
 	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
@@ -33,8 +33,25 @@ chromium:
 	@test -x $(CHROMIUM) || { \
 	  echo "Installing Debian's chromium for the browser tests..."; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@test -x $(CHROMIUM) && $(CHROMIUM) --version
+
+# Debian's PostgreSQL binaries for the messaging app's PostgreSQL tests: each
+# test session runs a throwaway server of its own (initdb + pg_ctl in a temp
+# folder, a free port). The package would also create and start a system
+# cluster "main" on port 5432, which nothing here uses: the drop-in below
+# tells postgresql-common not to create it, on first install.
+PG_INITDB = $(wildcard /usr/lib/postgresql/*/bin/initdb)
+postgresql:
+	@test -n "$(PG_INITDB)" || { \
+	  echo "Installing Debian's postgresql for the database tests (no system cluster)..."; \
+	  $(SUDO) mkdir -p /etc/postgresql-common/createcluster.d && \
+	  echo "create_main_cluster = false" | \
+	    $(SUDO) tee /etc/postgresql-common/createcluster.d/50-no-main-cluster.conf >/dev/null && \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null && \
+	  "$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/postgres" --version
 
 # JupyterLab at the repository root (so the lessons' links to ../README.md
 # work), opening lesson 00. As root (a container) Jupyter needs --allow-root.
@@ -44,7 +61,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_ROOT_FLAG) --ServerApp.root_dir=. --ServerApp.ip=127.0.0.1 \
 	  --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgresql
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything but the notebooks (quicker while developing).

@@ -18,15 +18,17 @@ StartMessaging = Callable[..., ServerHandle]
 def start_messaging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartMessaging]:
     """``start_messaging("name", SETTING="value", ...)`` -> a new messaging app process.
 
-    Each app gets a free port, a folder (and SQLite database) of its own and
-    quick password hashing; settings are the app's environment variables.
+    Each app gets a free port, a folder (and SQLite database, unless
+    ``database_url=`` names another) of its own and quick password hashing;
+    settings are the app's environment variables.
     Apps still running at the end of the session are stopped.
     """
     started: list[ServerHandle] = []
 
-    def start(name: str, **settings: str) -> ServerHandle:
+    def start(name: str, database_url: str | None = None, **settings: str) -> ServerHandle:
         handle = start_messaging_app(
             port=None,
+            database_url=database_url,
             folder=tmp_path_factory.mktemp(name),
             config={"PASSWORD_HASH_METHOD": FAST_HASH, **settings},
             reuse=False,

@@ -8,7 +8,10 @@ server.messaging seed-demo``. On start it creates or upgrades its database
 Configuration, from environment variables (or ``create_app(overrides)``):
 
 ``DATABASE_URL``             any SQLAlchemy URL; default a SQLite file
-                             ``messaging.db`` in ``MESSAGING_INSTANCE_PATH``
+                             ``messaging.db`` in ``MESSAGING_INSTANCE_PATH``;
+                             tested on SQLite and on PostgreSQL
+                             (``postgresql+psycopg://user:pw@host/db``, needs
+                             ``psycopg[binary]``; see README.md)
 ``MESSAGING_INSTANCE_PATH``  folder for that file (default ``./instance``)
 ``SECRET_KEY``               signs sessions and CSRF tokens (default: a
                              development key; set your own outside a classroom)
@@ -39,7 +42,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
 
 from .database import configure_engine
 from .extensions import bootstrap, csrf, db, login_manager, migrate
@@ -129,12 +134,35 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
+    app.before_request(_refuse_nul_characters)
 
     with app.app_context():
         configure_engine(db.engine)
         if upgrade:
             upgrade_database(app)
     return app
+
+
+NUL_MESSAGE = "text may not contain NUL characters (U+0000)"
+
+
+def _refuse_nul_characters() -> tuple[Response, int] | None:
+    """Answer 400 to a request whose path, query or form holds a NUL character.
+
+    PostgreSQL cannot store NUL in text, nor compare text with it: without
+    this check a message, a user name or a URL carrying one would be a 500
+    there (and stored as is on SQLite). The API answers in JSON, as it does
+    for its other 400s.
+    """
+    values = [request.path]
+    for multidict in (request.args, request.form):
+        for listed in multidict.listvalues():
+            values.extend(listed)
+    if not any("\x00" in value for value in values):
+        return None
+    if request.blueprint == "api":
+        return jsonify(error=NUL_MESSAGE), 400
+    raise BadRequest(NUL_MESSAGE)
 
 
 def upgrade_database(app: Flask) -> None:

@@ -19,7 +19,8 @@ endpoints answer ``503`` with ``Retry-After`` (clients back off and retry).
 
 Without a session every endpoint answers ``401`` with a JSON error (a script
 cannot do anything useful with the login page a redirect would give it); a
-bad ``since``/``after``/``timeout`` is a ``400`` with a JSON error.
+bad ``since``/``after``/``timeout`` is a ``400`` with a JSON error (``after``
+and ``Last-Event-ID`` go up to ``MAX_CURSOR``, 2**31 - 1).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from flask_login import current_user
 
 from .extensions import db
 from .inbox import hub
-from .models import Notification, User, notifications_after
+from .models import MAX_CURSOR, Notification, User, notifications_after
 
 bp = Blueprint("api", __name__)
 
@@ -213,4 +214,7 @@ def _integer(name: str, text: str | None) -> int | None:
         return None
     if not re.fullmatch(r"[0-9]{1,18}", text):
         raise BadParameter(f"{name} must be a whole number >= 0, got {text!r}")
-    return int(text)
+    value = int(text)
+    if value > MAX_CURSOR:  # PostgreSQL could not even compare it with a cursor
+        raise BadParameter(f"{name} must be at most {MAX_CURSOR}, got {text!r}")
+    return value

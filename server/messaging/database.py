@@ -10,7 +10,10 @@ requests (pages, polls) keep a plain ``BEGIN`` and, in WAL mode, never wait
 for writers.
 
 Other databases (PostgreSQL, ...) do not need any of this: their row locks
-do the serializing (see ``User.add_notification``).
+do the serializing, which is why each write first locks the row of the user
+it is about (``models.lock_user``, used by ``inbox``). PostgreSQL also refuses
+text containing NUL characters; the app answers 400 to any request carrying
+one (see ``create_app``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from .models import User
 bp = Blueprint("main", __name__)
 
 TRANSPORTS = ("poll", "longpoll", "sse")
+#: Pages past this are empty anyway; the bound keeps the SQL OFFSET within 64 bits.
+MAX_PAGE = 1_000_000
 
 
 @bp.app_context_processor
@@ -69,7 +71,7 @@ def send_message_page(recipient: str) -> str | Response:
 @login_required
 def messages() -> str:
     mark_messages_read(current_user)
-    page = request.args.get("page", 1, type=int)
+    page = min(request.args.get("page", 1, type=int), MAX_PAGE)
     pagination = db.paginate(
         current_user.received_messages(),
         page=page,

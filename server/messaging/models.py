@@ -45,9 +45,11 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .database import UTCDateTime, utcnow
 from .extensions import db, login_manager
 
-__all__ = ["User", "Message", "Notification", "MAX_BODY_LENGTH"]
+__all__ = ["User", "Message", "Notification", "MAX_BODY_LENGTH", "MAX_CURSOR", "lock_user"]
 
 MAX_BODY_LENGTH = 140
+#: The largest cursor (``seq``) there can be: INTEGER columns are 32-bit on PostgreSQL.
+MAX_CURSOR = 2**31 - 1
 UNREAD_MESSAGE_COUNT = "unread_message_count"
 
 _UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
@@ -202,6 +204,25 @@ def notifications_after(user_id: int, after: int) -> list[Notification]:
         .order_by(Notification.seq)
     )
     return list(db.session.scalars(query.execution_options(populate_existing=True)))
+
+
+def lock_user(user_id: int) -> User:
+    """Load user ``user_id`` afresh and hold its row lock until the transaction ends.
+
+    Call it first in a write transaction that reads what it then writes about
+    this user (read time, unread messages): writers of one user then run one
+    after the other, as they do on SQLite, whose ``BEGIN IMMEDIATE`` already
+    holds the whole database. On PostgreSQL it is ``SELECT ... FOR NO KEY
+    UPDATE``, which does not block inserting messages that merely reference
+    the user (their foreign keys take a weaker lock), so two users writing to
+    each other cannot deadlock.
+    """
+    found = db.session.get(
+        User, user_id, with_for_update={"key_share": True}, populate_existing=True
+    )
+    if found is None:
+        raise LookupError(f"no user with id {user_id}")
+    return found
 
 
 @login_manager.user_loader

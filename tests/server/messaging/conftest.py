@@ -1,8 +1,16 @@
-"""Fixtures for the messaging app: an app on a temp SQLite file, a form-filling
-test client (real CSRF tokens, as a browser sends them), and a live server."""
+"""Fixtures for the messaging app: an app on a temp SQLite file (or a fresh
+PostgreSQL database), a form-filling test client (real CSRF tokens, as a
+browser sends them), and a live server.
+
+Tests run on SQLite. A module or test marked
+``@pytest.mark.databases("sqlite", "postgresql")`` runs once per database
+named: its ``app`` then sits on a new, empty database of a throwaway
+PostgreSQL server (one per test session, see ``postgresql_server``).
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +19,59 @@ from flask import Flask
 
 from course.servers import ServerHandle
 from messaging_helpers import LIVE_CONFIG, FormClient, app_config
+from postgresql_server import PostgreSQLServer, start_postgresql
 from server.messaging import create_app
 from server.messaging.extensions import db
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "databases(*names): run the test once per database named (sqlite, postgresql)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("databases")
+    if marker is None or "database" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(DATABASES)
+    if unknown:
+        raise pytest.UsageError(f"databases({', '.join(marker.args)}): pick from {DATABASES}")
+    metafunc.parametrize("database", marker.args, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[PostgreSQLServer]:
+    """A PostgreSQL server of this test session (fails if it is not installed)."""
+    server = start_postgresql()
+    yield server
+    server.stop()
+
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(app_config(tmp_path))
+def database(request: pytest.FixtureRequest) -> str:
+    """Which database the test's app uses: "sqlite" unless marked ``databases``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database of the kind ``database`` names."""
+    if database == "sqlite":
+        yield f"sqlite:///{tmp_path / 'messaging.db'}"
+        return
+    server: PostgreSQLServer = request.getfixturevalue("postgresql")
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield server.create_database(name)
+    server.drop_database(name)
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    app = create_app(app_config(tmp_path, SQLALCHEMY_DATABASE_URI=database_url))
     yield app
     with app.app_context():
         db.engine.dispose()

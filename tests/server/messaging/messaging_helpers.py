@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -86,3 +87,39 @@ LIVE_CONFIG = {
     "NOTIFY_RECHECK_SECONDS": "60",  # > LONG_POLL_TIMEOUT: only the hub wakes waiters
     "MESSAGING_THREADS": "32",
 }
+
+
+TIMEOUT = (5, 15)  # connect, read (seconds): generous, the machine is shared
+
+
+class WebUser:
+    """One person with a browser-like requests session."""
+
+    def __init__(self, base_url: str, username: str) -> None:
+        self.base_url, self.username = base_url, username
+        self.session = requests.Session()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def submit(self, path: str, data: dict[str, str]) -> requests.Response:
+        page = self.session.get(self.url(path), timeout=TIMEOUT)
+        page.raise_for_status()
+        data = {**data, "csrf_token": csrf_token(page.text)}
+        return self.session.post(self.url(path), data=data, timeout=TIMEOUT, allow_redirects=False)
+
+    def register_and_login(self) -> WebUser:
+        name = self.username
+        self.submit(
+            "/auth/register",
+            {"username": name, "email": f"{name}@example.com", "password": "pw", "password2": "pw"},
+        )
+        answer = self.submit("/auth/login", {"username": name, "password": "pw"})
+        assert answer.status_code == 302 and "/auth/login" not in answer.headers["Location"]
+        return self
+
+    def send(self, recipient: str, body: str) -> requests.Response:
+        return self.submit(f"/send_message/{recipient}", {"message": body})
+
+    def get(self, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
+        return self.session.get(self.url(path), timeout=kwargs.pop("timeout", TIMEOUT), **kwargs)

@@ -19,6 +19,9 @@ from server.messaging.models import Message, Notification, User
 
 from messaging_helpers import user
 
+# Every test here runs on SQLite and on PostgreSQL (see conftest.py).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 
 def _add(app, username: str, name: str, data) -> int:
     with app.app_context():
@@ -73,7 +76,11 @@ def test_without_a_session_the_answer_is_401_json_not_a_redirect(make_client, ur
 
 @pytest.mark.parametrize(
     "query",
-    ["since=abc", "since=nan", "since=inf", "since=-1", "after=x", "after=-1", "after=1.5", "since=1&after=1"],
+    [
+        "since=abc", "since=nan", "since=inf", "since=-1", "after=x", "after=-1", "after=1.5",
+        "since=1&after=1",
+        "after=2147483648", "after=999999999999999999",  # past any cursor (INTEGER on PostgreSQL)
+    ],
 )
 def test_bad_cursor_is_400_json(alice, query):
     answer = alice.get(f"/notifications?{query}")
@@ -81,7 +88,22 @@ def test_bad_cursor_is_400_json(alice, query):
     assert answer.is_json and answer.json["error"]
 
 
-@pytest.mark.parametrize("query", ["timeout=abc", "timeout=-2", "timeout=nan", "after=z"])
+def test_the_largest_cursor_is_accepted_and_nothing_is_newer(app, alice):
+    _add(app, "alice", "a", 1)
+    answer = alice.get("/notifications?after=2147483647")
+    assert (answer.status_code, answer.json) == (200, [])
+
+
+def test_a_last_event_id_past_any_cursor_is_400_json(alice):
+    answer = alice.get("/notifications/stream", headers={"Last-Event-ID": "2147483648"})
+    answer.close()  # had it streamed (the bug), its request context must not outlive the test
+    assert answer.status_code == 400
+    assert answer.is_json and "Last-Event-ID" in answer.json["error"]
+
+
+@pytest.mark.parametrize(
+    "query", ["timeout=abc", "timeout=-2", "timeout=nan", "after=z", "after=2147483648&timeout=0"]
+)
 def test_bad_long_poll_parameters_are_400_json(alice, query):
     answer = alice.get(f"/notifications/wait?{query}")
     assert answer.status_code == 400

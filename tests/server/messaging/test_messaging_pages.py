@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -11,6 +12,9 @@ from server.messaging.extensions import db
 from server.messaging.models import Message, Notification
 
 from messaging_helpers import csrf_token, user
+
+# Every test here runs on SQLite and on PostgreSQL (see conftest.py).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 
 def _count(app: Flask, model: type) -> int:
@@ -144,6 +148,11 @@ def test_messages_page_marks_everything_read(app, alice, bob):
     assert _badge(bob.get("/").text) == ("visible", "1")
     with app.app_context():
         assert user(app, "bob").last_message_read_time.tzinfo is not None
+
+
+@pytest.mark.parametrize("page", ["0", "-3", "99", "10000000000000000000000"])
+def test_a_page_number_out_of_range_is_an_empty_or_first_page_not_an_error(alice, page):
+    assert alice.get(f"/messages?page={page}").status_code == 200
 
 
 def test_badge_is_always_in_the_page_and_hidden_at_zero(alice):

@@ -51,20 +51,25 @@ def test_a_bad_setting_names_itself(env, named):
         config_from_env(env)
 
 
-def test_restarting_upgrades_in_place_and_keeps_the_data(tmp_path):
-    first = create_app(app_config(tmp_path))
+BOTH = pytest.mark.databases("sqlite", "postgresql")  # see conftest.py
+
+
+@BOTH
+def test_restarting_upgrades_in_place_and_keeps_the_data(tmp_path, database_url):
+    first = create_app(app_config(tmp_path, SQLALCHEMY_DATABASE_URI=database_url))
     with first.app_context():
         db.session.add(User(username="kept", email="kept@example.com"))
         db.session.commit()
         db.engine.dispose()
-    second = create_app(app_config(tmp_path))
+    second = create_app(app_config(tmp_path, SQLALCHEMY_DATABASE_URI=database_url))
     with second.app_context():
         assert db.session.scalar(select(User.username)) == "kept"
         db.engine.dispose()
 
 
-def test_seed_demo_creates_users_who_can_log_in_and_messages(tmp_path):
-    app = create_app(app_config(tmp_path))
+@BOTH
+def test_seed_demo_creates_users_who_can_log_in_and_messages(tmp_path, database_url):
+    app = create_app(app_config(tmp_path, SQLALCHEMY_DATABASE_URI=database_url))
     report = seed_demo(app, users=3, messages=5)
     assert report.usernames == ("user1", "user2", "user3") and report.password == DEMO_PASSWORD
     again = seed_demo(app, users=3, messages=0)
@@ -96,13 +101,19 @@ def test_seed_demo_command_prints_the_password(tmp_path):
     assert (tmp_path / "messaging.db").exists()
 
 
-def test_seed_database_fills_the_database_a_server_uses(tmp_path):
+@BOTH
+def test_seed_database_fills_the_database_a_server_uses(tmp_path, database_url):
     from server.messaging.seed import seed_database
 
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    report = seed_database(url, users=2, messages=3, PASSWORD_HASH_METHOD="pbkdf2:sha256:1000")
+    report = seed_database(
+        database_url,
+        users=2,
+        messages=3,
+        PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",
+        INSTANCE_PATH=str(tmp_path / "seeder"),
+    )
     assert report.messages_sent == 3
-    app = create_app({**app_config(tmp_path), "SQLALCHEMY_DATABASE_URI": url})
+    app = create_app(app_config(tmp_path, SQLALCHEMY_DATABASE_URI=database_url))
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 2
         db.engine.dispose()
