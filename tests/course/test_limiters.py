@@ -53,7 +53,9 @@ async def test_no_startup_burst_callers_get_consecutive_slots() -> None:
     assert sum(1 for t in stamps if t < started + 0.05) <= 3
 
 
-async def test_after_a_stall_the_overdue_slots_do_not_all_go_at_once() -> None:
+async def stamps_around_a_stall(callers: int, before: float, stall: float) -> tuple[list[float], float]:
+    """``callers`` tasks take slots of a 100/s limiter (catch_up 50 ms); the loop blocks for
+    ``stall`` s after ``before`` s. Returns when each caller went, and when the stall ended."""
     limiter = RateLimiter(100, per=1.0, margin=0.0, catch_up=0.05)  # a slot every 10 ms
     stamps: list[float] = []
 
@@ -61,11 +63,17 @@ async def test_after_a_stall_the_overdue_slots_do_not_all_go_at_once() -> None:
         await limiter.acquire()
         stamps.append(time.monotonic())
 
-    tasks = [asyncio.create_task(take()) for _ in range(60)]
-    await asyncio.sleep(0.1)  # about ten have gone, fifty hold slots up to 0.6 s ahead
-    time.sleep(0.4)  # the event loop is blocked: forty slots fall inside the stall
+    tasks = [asyncio.create_task(take()) for _ in range(callers)]
+    await asyncio.sleep(before)
+    time.sleep(stall)  # the event loop is blocked
     ended = time.monotonic()
     await asyncio.gather(*tasks)
+    return stamps, ended
+
+
+async def test_after_a_stall_the_overdue_slots_do_not_all_go_at_once() -> None:
+    # About ten go first; fifty hold slots up to 0.6 s ahead; forty fall inside the stall.
+    stamps, ended = await stamps_around_a_stall(60, before=0.1, stall=0.4)
     after = [t for t in stamps if t >= ended]
     # Without the catch-up bound, about forty would go together right after the stall.
     assert sum(1 for t in after if t < ended + 0.02) <= 8
@@ -75,18 +83,7 @@ async def test_after_a_stall_the_overdue_slots_do_not_all_go_at_once() -> None:
 
 
 async def test_lateness_within_catch_up_is_made_up() -> None:
-    limiter = RateLimiter(100, per=1.0, margin=0.0, catch_up=0.05)  # a slot every 10 ms
-    stamps: list[float] = []
-
-    async def take() -> None:
-        await limiter.acquire()
-        stamps.append(time.monotonic())
-
-    tasks = [asyncio.create_task(take()) for _ in range(20)]
-    await asyncio.sleep(0.05)
-    time.sleep(0.035)  # a short stall: three or four slots fall inside it
-    ended = time.monotonic()
-    await asyncio.gather(*tasks)
+    stamps, ended = await stamps_around_a_stall(20, before=0.05, stall=0.035)  # three or four slots inside
     # Those slots are not lost: their callers go as soon as the loop runs again.
     assert sum(1 for t in stamps if ended <= t < ended + 0.005) >= 3
 
