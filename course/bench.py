@@ -88,8 +88,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 # -- memory, measured in a child process -----------------------------------------
 
 
-async def _memory_workload(approach: str, n: int, url: str, workers: int, rate: float, stop_after: int) -> int:
-    """Fetch ``n`` items at ``rate``; return once ``stop_after`` have completed (or all have).
+async def _memory_workload(
+    approach: str, n: int, url: str, workers: int, rate: float, stop_after: int
+) -> tuple[int, asyncio.Future[Any]]:
+    """Fetch ``n`` items at ``rate``; once ``stop_after`` have completed (or all have),
+    return how many were fetched, and the run.
 
     The run is left as it is when this returns: its tasks are not cancelled.
     Unwinding 100k pending tasks would take longer than the run itself and
@@ -116,11 +119,7 @@ async def _memory_workload(approach: str, n: int, url: str, workers: int, rate: 
     if run.done():
         stop.cancel()
         run.result()  # an error in the run is the benchmark's error
-    _abandoned.append(run)  # keep a reference: the process exits with it pending
-    return fetched[0]
-
-
-_abandoned: list[asyncio.Future[Any]] = []
+    return fetched[0], run  # the caller keeps the pending run referenced until it exits
 
 
 def _memory_child(approach: str, n: int, url: str, workers: int, rate: float, stop_after: int) -> None:
@@ -132,7 +131,7 @@ def _memory_child(approach: str, n: int, url: str, workers: int, rate: float, st
         loop = asyncio.new_event_loop()  # not asyncio.run: it would cancel the pending tasks on the way out
         tracemalloc.start()
         started = time.perf_counter()
-        result["fetched"] = loop.run_until_complete(
+        result["fetched"], result["run"] = loop.run_until_complete(
             _memory_workload(approach, n, url, workers, rate, stop_after)
         )
         result["seconds"] = time.perf_counter() - started
