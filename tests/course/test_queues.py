@@ -25,7 +25,10 @@ async def test_every_item_comes_out_once_spaced_to_the_rate() -> None:
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4))), timeout=30)
     assert sorted(got) == list(range(40))  # each item exactly once
     stamps.sort()
-    assert max(i - bisect_right(stamps, t - 0.1) + 1 for i, t in enumerate(stamps)) <= 10
+    # The queue spaces its own moments; a worker stamps a few microseconds after
+    # get() returns, and by a varying amount. Items 1 and 11 are exactly 0.1 s
+    # apart by the queue's clock, so the window is 1 ms short of 0.1 s.
+    assert max(i - bisect_right(stamps, t - 0.099) + 1 for i, t in enumerate(stamps)) <= 10
 
 
 async def test_a_getter_cancelled_while_waiting_for_its_slot_loses_no_item() -> None:
