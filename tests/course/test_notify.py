@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from course import notify
 from course.notify import Backoff, Counters, Notification
@@ -237,21 +238,14 @@ async def test_stream_reconnects_with_last_event_id_after_the_server_closes():
 
     server = web.Application()
     server.router.add_get("/notifications/stream", events)
-    runner = web.AppRunner(server)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     received: list[Notification] = []
-    try:
-        async with notify.client_session() as session:
-            task = asyncio.create_task(notify.stream(session, f"http://127.0.0.1:{port}", received.append))
-            for _ in range(400):
-                if len(received) >= 3:
-                    break
-                await asyncio.sleep(0.05)
-            await _stop(task)
-    finally:
-        await runner.cleanup()
+    async with TestServer(server, host="127.0.0.1") as scripted, notify.client_session() as session:
+        task = asyncio.create_task(notify.stream(session, str(scripted.make_url("")), received.append))
+        for _ in range(400):
+            if len(received) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        await _stop(task)
     assert [n.id for n in received[:3]] == [1, 2, 3]
     assert received[0] == Notification(1, "n", 1, 1.5)  # a multi-line data field
     assert seen_ids[:3] == ["0", "1", "2"]
@@ -268,27 +262,20 @@ async def test_a_busy_server_is_retried_after_its_retry_after():
 
     server = web.Application()
     server.router.add_get("/notifications/wait", wait)
-    runner = web.AppRunner(server)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     got = asyncio.get_running_loop().create_future()
     counters = Counters()
-    try:
-        async with notify.client_session() as session:
-            task = asyncio.create_task(
-                notify.long_poll(
-                    session,
-                    f"http://127.0.0.1:{port}",
-                    lambda n: got.done() or got.set_result(n),
-                    counters=counters,
-                    backoff=Backoff(first=0.01),
-                )
+    async with TestServer(server, host="127.0.0.1") as scripted, notify.client_session() as session:
+        task = asyncio.create_task(
+            notify.long_poll(
+                session,
+                str(scripted.make_url("")),
+                lambda n: got.done() or got.set_result(n),
+                counters=counters,
+                backoff=Backoff(first=0.01),
             )
-            note = await asyncio.wait_for(got, WAIT)
-            await _stop(task)
-    finally:
-        await runner.cleanup()
+        )
+        note = await asyncio.wait_for(got, WAIT)
+        await _stop(task)
     assert note == Notification(1, "n", 1, 2.0) and counters.errors == 1
     assert arrivals[1] - arrivals[0] >= 0.9  # waited as told, not the 0.01 s back-off
 
