@@ -119,16 +119,20 @@ def test_long_poll_gives_an_empty_list_after_its_timeout(live_server):
     assert time.monotonic() - started >= 0.9  # it did wait
 
 
+def wait_in_background(user: WebUser) -> tuple[threading.Thread, list[list[dict]]]:
+    """A long poll from ``after=0`` (up to 30 s) in a thread; its answer lands in the list."""
+    answers: list[list[dict]] = []
+    waiter = threading.Thread(
+        target=lambda: answers.append(user.get("/notifications/wait?after=0&timeout=30", timeout=(5, 60)).json())
+    )
+    waiter.start()
+    return waiter, answers
+
+
 def test_long_poll_is_woken_by_a_new_message(live_server):
     """LIVE_CONFIG re-checks the database only every 60 s: only the hub can wake it."""
     alice, bob = pair(live_server)
-    answers: list[list[dict]] = []
-    waiter = threading.Thread(
-        target=lambda: answers.append(
-            bob.get("/notifications/wait?after=0&timeout=30", timeout=(5, 60)).json()
-        )
-    )
-    waiter.start()
+    waiter, answers = wait_in_background(bob)
     time.sleep(0.5)
     alice.send(bob.username, "wake up")
     waiter.join(timeout=90)
@@ -138,13 +142,7 @@ def test_long_poll_is_woken_by_a_new_message(live_server):
 def test_long_poll_sees_writes_made_by_another_process(rechecking_server, rechecking_folder, tmp_path):
     """No hub wake-up crosses processes: the periodic re-check must find the row."""
     _, bob = pair(rechecking_server)
-    answers: list[list[dict]] = []
-    waiter = threading.Thread(
-        target=lambda: answers.append(
-            bob.get("/notifications/wait?after=0&timeout=30", timeout=(5, 60)).json()
-        )
-    )
-    waiter.start()
+    waiter, answers = wait_in_background(bob)
     time.sleep(0.3)
     database = rechecking_folder / "messaging.db"
     other = create_app(
