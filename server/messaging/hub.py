@@ -7,9 +7,9 @@ truth, so a wake-up that is missed or spurious costs a query, never a
 notification.
 
 One hub lives in each server *process* and works across that process's
-threads (a ``threading.Condition``). With several processes (several WSGI
-workers, several machines) a write in one process does not wake waiters in
-another. Waiters therefore also re-check the database every
+threads (a ``threading.Condition`` per user being waited for). With several
+processes (several WSGI workers, several machines) a write in one process
+does not wake waiters in another. Waiters therefore also re-check the database every
 ``recheck_seconds`` (``NOTIFY_RECHECK_SECONDS``), which bounds the extra delay
 to that interval; to remove it, publish through a shared channel instead,
 e.g. PostgreSQL ``LISTEN/NOTIFY`` or Redis pub/sub, and call ``publish`` from
@@ -25,8 +25,23 @@ from collections.abc import Iterable
 __all__ = ["NotificationHub"]
 
 
+class _Waiting:
+    """The requests waiting for one user: a condition, and how many wait on it."""
+
+    __slots__ = ("condition", "count")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.condition = threading.Condition(lock)
+        self.count = 0
+
+
 class NotificationHub:
-    """Per-user change counters and a condition to wait for them to move.
+    """Per-user change counters, and per-user conditions to wait for them to move.
+
+    Each user somebody waits for has a condition of its own (all share one
+    lock), so a publish wakes only the requests waiting for *that* user: with
+    a hundred streams open, a message to one user costs one wake-up, not a
+    hundred. ``wakeups`` counts the wake-ups by a publish.
 
     ``max_waiting`` caps how many requests may wait at once (``None``: no
     cap). In a threaded server each waiting long poll or event stream holds
@@ -35,9 +50,11 @@ class NotificationHub:
     """
 
     def __init__(self, max_waiting: int | None = None) -> None:
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._generation: dict[int, int] = {}
+        self._waiting: dict[int, _Waiting] = {}  # only users somebody waits for now
         self._seats = None if max_waiting is None else threading.BoundedSemaphore(max_waiting)
+        self.wakeups = 0
 
     def take_seat(self) -> bool:
         """Reserve a place for one waiting request; False when all are taken."""
@@ -48,21 +65,28 @@ class NotificationHub:
         if self._seats is not None:
             self._seats.release()
 
+    def waiting(self) -> int:
+        """How many requests are waiting now."""
+        with self._lock:
+            return sum(w.count for w in self._waiting.values())
+
     def generation(self, user_id: int) -> int:
         """A number that changes whenever ``publish`` is called for the user.
 
         Read it *before* querying the database, then pass it to ``wait``: a
         publish that happens between the query and the wait is not lost.
         """
-        with self._changed:
+        with self._lock:
             return self._generation.get(user_id, 0)
 
     def publish(self, user_ids: Iterable[int]) -> None:
         """Tell the waiters of these users that they have something new."""
-        with self._changed:
+        with self._lock:
             for user_id in user_ids:
                 self._generation[user_id] = self._generation.get(user_id, 0) + 1
-            self._changed.notify_all()
+                waiting = self._waiting.get(user_id)
+                if waiting is not None:
+                    waiting.condition.notify_all()
 
     def wait(self, user_id: int, seen: int, timeout: float) -> bool:
         """Block until the user's generation differs from ``seen`` or ``timeout``.
@@ -70,10 +94,22 @@ class NotificationHub:
         Returns True if it changed, False on timeout.
         """
         deadline = time.monotonic() + timeout
-        with self._changed:
-            while self._generation.get(user_id, 0) == seen:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
+        with self._lock:
+            if self._generation.get(user_id, 0) != seen:
+                return True
+            waiting = self._waiting.get(user_id)
+            if waiting is None:
+                waiting = self._waiting[user_id] = _Waiting(self._lock)
+            waiting.count += 1
+            try:
+                while self._generation.get(user_id, 0) == seen:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    if waiting.condition.wait(remaining):
+                        self.wakeups += 1
+                return True
+            finally:
+                waiting.count -= 1
+                if waiting.count == 0:
+                    del self._waiting[user_id]

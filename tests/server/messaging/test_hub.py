@@ -1,0 +1,86 @@
+"""The notification hub on its own: real threads waiting, real publishes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from server.messaging.hub import NotificationHub
+
+
+def wait_in_threads(hub: NotificationHub, user_ids: list[int], timeout: float) -> tuple[list[threading.Thread], dict]:
+    """One thread per user id, each waiting on the user's current generation."""
+    results: dict[int, bool] = {}
+    seen = {user_id: hub.generation(user_id) for user_id in user_ids}
+
+    def waiter(user_id: int) -> None:
+        results[user_id] = hub.wait(user_id, seen[user_id], timeout)
+
+    threads = [threading.Thread(target=waiter, args=(u,), daemon=True) for u in user_ids]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def until_waiting(hub: NotificationHub, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while hub.waiting() < count:
+        assert time.monotonic() < deadline, "the waiter threads never started waiting"
+        time.sleep(0.005)
+
+
+def test_a_publish_wakes_only_the_waiters_of_that_user() -> None:
+    hub = NotificationHub()
+    others = list(range(2, 22))
+    threads, results = wait_in_threads(hub, others, timeout=10)
+    until_waiting(hub, len(others))
+    for _ in range(50):
+        hub.publish([1])  # nobody waits for user 1
+    assert hub.wakeups == 0  # one shared condition would have woken 20 threads 50 times
+    hub.publish(others)
+    for thread in threads:
+        thread.join(5)
+    assert results == {u: True for u in others}
+    assert hub.wakeups == len(others)
+    assert hub._waiting == {}  # nothing kept for users nobody waits for
+
+
+def test_several_waiters_of_one_user_all_wake() -> None:
+    hub = NotificationHub()
+    threads, _ = wait_in_threads(hub, [7], timeout=10)
+    more, _ = wait_in_threads(hub, [7], timeout=10)
+    until_waiting(hub, 2)
+    started = time.monotonic()
+    hub.publish([7])
+    for thread in threads + more:
+        thread.join(5)
+        assert not thread.is_alive()
+    assert time.monotonic() - started < 5  # woken, not timed out
+    assert hub.wakeups == 2
+
+
+def test_a_publish_before_the_wait_is_not_lost() -> None:
+    hub = NotificationHub()
+    seen = hub.generation(3)
+    hub.publish([3])  # lands between reading the generation and waiting
+    assert hub.wait(3, seen, timeout=5) is True
+    assert hub.wakeups == 0  # it returned without waiting at all
+
+
+def test_a_wait_times_out_when_nothing_changes() -> None:
+    hub = NotificationHub()
+    hub.publish([4])
+    assert hub.wait(5, hub.generation(5), timeout=0.05) is False
+    assert hub.wait(4, hub.generation(4), timeout=0.05) is False
+    assert hub._waiting == {}
+
+
+@pytest.mark.parametrize("max_waiting", [None, 2])
+def test_seats(max_waiting: int | None) -> None:
+    hub = NotificationHub(max_waiting)
+    taken = [hub.take_seat() for _ in range(3)]
+    assert taken == ([True, True, True] if max_waiting is None else [True, True, False])
+    hub.leave_seat()
+    assert hub.take_seat() is True
