@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from course import notify
-from course.lesson09_load import Crowd, Deliveries, LoadPlan
+from course.lesson09_load import Best, Crowd, Deliveries, LoadPlan, TransportRun
+from course.stats import Stats
 from course.servers import ServerHandle, start_messaging_app
 from server.messaging.seed import DEMO_PASSWORD, seed_database
 
@@ -60,6 +61,52 @@ async def test_a_refused_send_is_not_waited_for() -> None:
     deliveries.seen("ann", note(1))
     assert len(deliveries.delays) == 1
     assert deliveries.all_seen.is_set()
+
+
+def made_run(transport: str, delays: list[float], requests: int, cpu: float | None) -> TransportRun:
+    return TransportRun(
+        transport=transport,
+        readers=2,
+        writers=1,
+        sent=len(delays),
+        send_failures=0,
+        delays=tuple(sorted(delays)),
+        requests=requests,
+        notifications=len(delays),
+        reader_errors=0,
+        send_rate=10.0,
+        send_stats=Stats().snapshot(),
+        server_cpu=cpu,
+        followed_for=5.0,
+    )
+
+
+def test_best_takes_each_figure_at_its_lowest_over_the_runs() -> None:
+    steady = made_run("sse", [0.02] * 19 + [0.03], requests=22, cpu=1.5)
+    stalled = made_run("sse", [0.01] * 17 + [2.0] * 3, requests=20, cpu=3.0)  # a stall hit three messages
+    best = Best.of([stalled, steady])
+    assert best.median == 0.01  # the stalled run's other messages were quicker
+    assert best.p95 == 0.02  # nearest rank: the 19th of 20
+    assert best.server_cpu == 1.5
+    assert best.requests_per_notification == 1.0
+    assert best.steadiest is steady
+    assert best.row() == {
+        "transport": "sse",
+        "runs": 2,
+        "median delay (ms)": 10,
+        "p95 delay (ms)": 20,
+        "requests / notification": 1.0,
+        "server CPU (s)": 1.5,
+    }
+
+
+def test_best_ignores_unknown_cpu_and_refuses_mixed_transports() -> None:
+    assert Best.of([made_run("poll", [0.5], 5, None), made_run("poll", [0.4], 5, 2.0)]).server_cpu == 2.0
+    assert Best.of([made_run("poll", [0.5], 5, None)]).server_cpu is None
+    with pytest.raises(ValueError, match="one transport"):
+        Best.of([made_run("poll", [0.5], 5, 1.0), made_run("sse", [0.5], 5, 1.0)])
+    with pytest.raises(ValueError, match="none"):
+        Best.of([])
 
 
 def test_unknown_transport_is_refused_with_the_choices() -> None:
