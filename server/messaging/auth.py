@@ -10,7 +10,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from .extensions import db
-from .forms import LoginForm, RegistrationForm
+from .forms import LoginForm, LogoutForm, RegistrationForm
 from .models import User
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -46,10 +46,22 @@ def login() -> str | Response:
     return render_template("auth/login.html", title="Sign in", form=form)
 
 
-@bp.route("/logout")
-def logout() -> Response:
-    logout_user()
-    return redirect(url_for("main.index"))
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> str | Response:
+    """Sign out with a POST (the navigation bar's button) carrying the CSRF token.
+
+    The source lesson signs out on a plain GET link, which any page on the web
+    could trigger with an ``<img src=".../auth/logout">``. A GET here only
+    shows a page with the button, so old links and bookmarks still work.
+    """
+    if current_user.is_anonymous:
+        return redirect(url_for("main.index"))
+    form = LogoutForm()
+    if form.validate_on_submit():
+        logout_user()
+        flash("You are signed out.")
+        return redirect(url_for("main.index"))
+    return render_template("auth/logout.html", title="Sign out", form=form)
 
 
 def _safe_next(target: str | None) -> str:

@@ -18,6 +18,12 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Sign in")
 
 
+class LogoutForm(FlaskForm):
+    """Only a CSRF token: signing out is a POST, so another site cannot do it for you."""
+
+    submit = SubmitField("Sign out")
+
+
 class RegistrationForm(FlaskForm):
     username = StringField(
         "Username",

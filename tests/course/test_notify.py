@@ -289,3 +289,6 @@ async def test_login_on_a_signed_in_session_switches_user(app, pair):
     await notify.logout(sender, app.url)
     with pytest.raises(notify.NotLoggedIn):
         await notify.send_message(sender, app.url, name, "after logout")
+    await notify.logout(sender, app.url)  # signed out already: nothing to do, no error
+    async with sender.get(f"{app.url}/notifications") as response:
+        assert response.status == 401

@@ -53,7 +53,7 @@ class FormClient:
         return self.submit("/auth/login", {"username": username, "password": password})
 
     def logout(self) -> TestResponse:
-        return self.client.get("/auth/logout")
+        return self.submit("/auth/logout", {})
 
     def send(self, recipient: str, body: str, **kwargs: Any) -> TestResponse:
         return self.submit(f"/send_message/{recipient}", {"message": body}, **kwargs)
@@ -120,6 +120,9 @@ class WebUser:
 
     def send(self, recipient: str, body: str) -> requests.Response:
         return self.submit(f"/send_message/{recipient}", {"message": body})
+
+    def logout(self) -> requests.Response:
+        return self.submit("/auth/logout", {})
 
     def get(self, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
         return self.session.get(self.url(path), timeout=kwargs.pop("timeout", TIMEOUT), **kwargs)

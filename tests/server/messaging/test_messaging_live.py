@@ -92,7 +92,7 @@ def test_the_lesson_flow_over_http(live_server):
     assert "over the wire" in page.text
     assert [n["data"] for n in bob.get("/notifications").json()] == [0]
     assert alice.get("/send_message/nobody-here").status_code == 404
-    bob.get("/auth/logout")
+    bob.logout()
     assert bob.get("/notifications").status_code == 401
 
 

@@ -40,6 +40,39 @@ def test_register_then_login_then_logout(make_client):
     assert "Hi, dora!" not in client.get("/").text
 
 
+def test_a_get_of_logout_only_asks(make_client):
+    """A link or an <img src=".../auth/logout"> on another site cannot sign you out."""
+    client = make_client()
+    client.register("erin")
+    client.login("erin")
+    page = client.get("/auth/logout")
+    assert page.status_code == 200 and "Sign out" in page.text
+    assert "Hi, erin!" in client.get("/").text  # still signed in
+
+
+def test_a_logout_post_without_the_csrf_token_is_refused(make_client):
+    client = make_client()
+    client.register("fay")
+    client.login("fay")
+    assert client.client.post("/auth/logout").status_code == 400
+    assert "Hi, fay!" in client.get("/").text
+
+
+def test_the_navigation_bar_signs_out_with_a_post_form(make_client):
+    client = make_client()
+    client.register("gus")
+    client.login("gus")
+    nav = client.get("/").text
+    form = re.search(r'<form method="post" action="/auth/logout"[^>]*>(.*?)</form>', nav, re.S)
+    assert form, "no sign-out form in the navigation bar"
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.group(1))
+    assert token and 'id="logout"' in form.group(1)
+    answer = client.client.post("/auth/logout", data={"csrf_token": token.group(1)})
+    assert answer.status_code == 302
+    assert "Hi, gus!" not in client.get("/").text
+    assert client.get("/auth/logout").headers["Location"] == "/index"  # signed out: nothing to ask
+
+
 def test_register_rejects_a_taken_username(alice, make_client):
     page = make_client().register("alice")
     assert page.status_code == 200
