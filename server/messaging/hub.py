@@ -1,6 +1,6 @@
 """Wake the requests that wait for a user's notifications (long poll, SSE).
 
-A writer calls ``hub.publish(user_id)`` after it commits a notification; every
+A writer calls ``hub.publish([user_id])`` after it commits a notification; every
 request waiting for that user wakes up and reads the database. The hub only
 says "something changed for user N": the database stays the one source of
 truth, so a wake-up that is missed or spurious costs a query, never a

@@ -49,16 +49,30 @@ def test_a_publish_wakes_only_the_waiters_of_that_user() -> None:
 
 def test_several_waiters_of_one_user_all_wake() -> None:
     hub = NotificationHub()
-    threads, _ = wait_in_threads(hub, [7], timeout=10)
-    more, _ = wait_in_threads(hub, [7], timeout=10)
+    threads, first = wait_in_threads(hub, [7], timeout=10)
+    more, second = wait_in_threads(hub, [7], timeout=10)
     until_waiting(hub, 2)
-    started = time.monotonic()
     hub.publish([7])
     for thread in threads + more:
         thread.join(5)
         assert not thread.is_alive()
-    assert time.monotonic() - started < 5  # woken, not timed out
+    assert first == second == {7: True}  # woken, not timed out
     assert hub.wakeups == 2
+    assert hub._waiting == {}
+
+
+def test_a_waiter_that_times_out_leaves_the_others_waiting() -> None:
+    hub = NotificationHub()
+    patient, patient_result = wait_in_threads(hub, [8], timeout=10)
+    hasty, hasty_result = wait_in_threads(hub, [8], timeout=0.05)
+    hasty[0].join(5)
+    assert hasty_result == {8: False}
+    until_waiting(hub, 1)  # the patient one is still there, on the same condition
+    hub.publish([8])
+    patient[0].join(5)
+    assert patient_result == {8: True}
+    assert hub.wakeups == 1
+    assert hub._waiting == {}
 
 
 def test_a_publish_before_the_wait_is_not_lost() -> None:
