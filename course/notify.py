@@ -119,7 +119,8 @@ class MessageRejected(NotifyError):
 
 
 class _SignedIn(Exception):
-    """The login or register page redirected: this session is already signed in."""
+    """A form page redirected home: the login or register page because this
+    session is signed in already, the sign-out page because it is signed out."""
 
 
 class _Transient(Exception):
