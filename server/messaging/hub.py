@@ -9,11 +9,11 @@ notification.
 One hub lives in each server *process* and works across that process's
 threads (a ``threading.Condition`` per user being waited for). With several
 processes (several WSGI workers, several machines) a write in one process
-does not wake waiters in another. Waiters therefore also re-check the database every
-``recheck_seconds`` (``NOTIFY_RECHECK_SECONDS``), which bounds the extra delay
-to that interval; to remove it, publish through a shared channel instead,
-e.g. PostgreSQL ``LISTEN/NOTIFY`` or Redis pub/sub, and call ``publish`` from
-the listener in each process.
+does not wake waiters in another. Waiters therefore also re-check the
+database every ``recheck_seconds`` (``NOTIFY_RECHECK_SECONDS``), which bounds
+the extra delay to that interval; to remove it, publish through a shared
+channel instead, e.g. PostgreSQL ``LISTEN/NOTIFY`` or Redis pub/sub, and call
+``publish`` from the listener in each process.
 """
 
 from __future__ import annotations

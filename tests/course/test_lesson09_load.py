@@ -8,8 +8,8 @@ import pytest
 
 from course import notify
 from course.lesson09_load import Best, Crowd, Deliveries, LoadPlan, TransportRun
-from course.stats import Stats
 from course.servers import ServerHandle, start_messaging_app
+from course.stats import Stats
 from server.messaging.seed import DEMO_PASSWORD, seed_database
 
 READERS, WRITERS = 4, 2
