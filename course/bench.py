@@ -51,7 +51,7 @@ from course.records import Outcome, Result
 from course.servers import call_json, start_mock_api
 from course.workers import WorkerPool
 
-__all__ = ["main", "MemoryFigure"]
+__all__ = ["MemoryFigure", "main"]
 
 
 @dataclass(frozen=True)

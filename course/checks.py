@@ -25,7 +25,7 @@ from typing import Any
 
 from IPython.display import Code, Markdown
 
-__all__ = ["Exercise", "Incorrect", "Outcome", "NOT_ANSWERED"]
+__all__ = ["NOT_ANSWERED", "Exercise", "Incorrect", "Outcome"]
 
 
 class Incorrect(AssertionError):
@@ -66,7 +66,7 @@ class Outcome:
 
     def _repr_markdown_(self) -> str:
         colour = "green" if self.passed else ("gray" if not self.attempted else "#b35900")
-        return f'<span style="color:{colour}">{repr(self)}</span>'
+        return f'<span style="color:{colour}">{self!r}</span>'
 
 
 @dataclass

@@ -42,7 +42,7 @@ from course.policies import retry_after
 from course.records import Failure, Outcome, Request, Response, Result
 from course.workers import RequestBuilder, Unpacker, json_body, new_session, url_for
 
-__all__ = ["fetch_each", "RetryableStatus"]
+__all__ = ["RetryableStatus", "fetch_each"]
 
 
 class RetryableStatus(Exception):

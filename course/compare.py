@@ -45,7 +45,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from throttler import Throttler
 
-from course.client import RETRY_ON, RetryableStatus, send_request, wait_retry_after, fetch_each
+from course.client import RETRY_ON, RetryableStatus, fetch_each, send_request, wait_retry_after
 from course.limiters import RateLimiter
 from course.records import Outcome, Request, Result
 from course.workers import WorkerPool, new_session
@@ -115,7 +115,7 @@ async def run_aiometer(url: str, items: Sequence[Any], rate: float, per: float, 
 
         try:
             await aiometer.run_on_each(one, items, max_at_once=workers, max_per_second=rate / per)
-        except (RetryableStatus, aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, RetryableStatus, aiohttp.ClientError):
             pass  # aiometer stops at the first exception; the count says how far it got
     return counts[0]
 
@@ -131,10 +131,9 @@ async def run_bare(url: str, items: Sequence[Any], rate: float, per: float, work
     async with new_session(workers, 30.0) as session:
 
         async def one(item: Any) -> int:
-            async with semaphore:
-                async with session.get(f"{url}/items/{item}") as response:
-                    await response.json()
-                    return 1 if response.status == 200 else 0
+            async with semaphore, session.get(f"{url}/items/{item}") as response:
+                await response.json()
+                return 1 if response.status == 200 else 0
 
         return sum(await asyncio.gather(*(one(item) for item in items)))
 
@@ -152,10 +151,9 @@ async def run_bare_paced(url: str, items: Sequence[Any], rate: float, per: float
             delay = start + index * interval - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            async with semaphore:
-                async with session.get(f"{url}/items/{item}") as response:
-                    await response.json()
-                    return 1 if response.status == 200 else 0
+            async with semaphore, session.get(f"{url}/items/{item}") as response:
+                await response.json()
+                return 1 if response.status == 200 else 0
 
         return sum(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
 

@@ -29,7 +29,7 @@ from course.policies import RetryPolicy
 from course.records import Outcome
 from course.workers import RunReport, WorkerPool
 
-__all__ = ["main", "fetch_all"]
+__all__ = ["fetch_all", "main"]
 
 log = logging.getLogger("course.fetch")
 

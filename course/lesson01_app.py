@@ -28,7 +28,7 @@ from flask import Flask
 
 from course.servers import ServerHandle, start_messaging_app
 
-__all__ = ["LessonApp", "FAST_HASH"]
+__all__ = ["FAST_HASH", "LessonApp"]
 
 #: A cheap password hash: the app's default (scrypt) costs ~50 ms a login,
 #: and the lessons log users in dozens of times. Never use this for real accounts.

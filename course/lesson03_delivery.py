@@ -26,7 +26,7 @@ import aiohttp
 from course import notify
 from course.stats import quantile
 
-__all__ = ["Reader", "TransportRun", "sign_in", "measure", "close_all"]
+__all__ = ["Reader", "TransportRun", "close_all", "measure", "sign_in"]
 
 UNREAD = "unread_message_count"
 

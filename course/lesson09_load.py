@@ -39,7 +39,7 @@ from course import notify
 from course.queues import ThrottledQueue
 from course.stats import Stats, StatsSnapshot, quantile
 
-__all__ = ["LoadPlan", "TransportRun", "Best", "Crowd", "SimUser", "Deliveries", "quantile", "SEND_ERRORS"]
+__all__ = ["SEND_ERRORS", "Best", "Crowd", "Deliveries", "LoadPlan", "SimUser", "TransportRun", "quantile"]
 
 #: What a failed send may raise; the run counts it instead of stopping.
 SEND_ERRORS: tuple[type[BaseException], ...] = (notify.NotifyError, aiohttp.ClientError, asyncio.TimeoutError)
@@ -303,7 +303,7 @@ class Crowd:
             deliveries.sends_over()
             try:
                 await asyncio.wait_for(deliveries.all_seen.wait(), timeout=plan.drain)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # the run reports what arrived
         finally:
             for task in followers:

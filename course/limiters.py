@@ -44,7 +44,7 @@ import asyncio
 import time
 from collections import deque
 
-__all__ = ["RateLimiter", "Gate"]
+__all__ = ["Gate", "RateLimiter"]
 
 
 class RateLimiter:

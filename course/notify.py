@@ -34,24 +34,24 @@ from typing import Any, Literal
 import aiohttp
 
 __all__ = [
-    "Notification",
-    "Counters",
+    "TRANSPORTS",
     "Backoff",
-    "NotifyError",
-    "NotLoggedIn",
+    "Counters",
     "LoginFailed",
     "MessageRejected",
+    "NotLoggedIn",
+    "Notification",
+    "NotifyError",
     "client_session",
-    "register",
-    "login",
-    "sign_in_all",
-    "logout",
-    "send_message",
-    "poll",
-    "long_poll",
-    "stream",
     "follow",
-    "TRANSPORTS",
+    "login",
+    "logout",
+    "long_poll",
+    "poll",
+    "register",
+    "send_message",
+    "sign_in_all",
+    "stream",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ async def _get_json(
         async with session.get(url, timeout=timeout, allow_redirects=False) as response:
             _check(response, url)
             return await response.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise _Transient(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -404,7 +404,7 @@ async def stream(
                         reconnect_after = event.retry / 1000
                     if event.data is not None:
                         await _deliver(callback, [json.loads(event.data)], counters)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _Transient(f"event stream broke: {type(exc).__name__}: {exc}") from exc
         return reconnect_after  # the server ended the stream: reconnect as EventSource would
 

@@ -40,7 +40,7 @@ import aiohttp
 from course.limiters import Gate, RateLimiter
 from course.records import Request, Response
 
-__all__ = ["Verdict", "Decision", "Attempt", "RetryPolicy", "ErrorPolicy", "retry_after"]
+__all__ = ["Attempt", "Decision", "ErrorPolicy", "RetryPolicy", "Verdict", "retry_after"]
 
 
 class Verdict(Enum):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-__all__ = ["Request", "Response", "Result", "Failure", "Outcome"]
+__all__ = ["Failure", "Outcome", "Request", "Response", "Result"]
 
 
 @dataclass(slots=True)

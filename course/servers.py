@@ -41,9 +41,9 @@ __all__ = [
     "ServerStartError",
     "call_json",
     "free_port",
-    "start_server",
-    "start_mock_api",
     "start_messaging_app",
+    "start_mock_api",
+    "start_server",
     "stop_all",
 ]
 

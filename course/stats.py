@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Stats", "StatsSnapshot", "RequestEvent", "Hook", "LogHook", "quantile"]
+__all__ = ["Hook", "LogHook", "RequestEvent", "Stats", "StatsSnapshot", "quantile"]
 
 # Histogram buckets: 20 per decade from 10 us to 100 s.
 _BUCKETS_PER_DECADE = 20

@@ -40,7 +40,7 @@ from course.policies import Attempt, Decision, ErrorPolicy, RetryPolicy, Verdict
 from course.records import Failure, Outcome, Request, Response, Result
 from course.stats import Hook, RequestEvent, Stats, StatsSnapshot
 
-__all__ = ["WorkerPool", "RunReport", "url_for", "json_body", "run_stages"]
+__all__ = ["RunReport", "WorkerPool", "json_body", "run_stages", "url_for"]
 
 RequestBuilder = Callable[[Any], Request]
 Unpacker = Callable[[Any, Response], Any]

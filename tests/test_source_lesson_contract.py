@@ -62,9 +62,8 @@ async def test_throttler_and_gather(base):
     throttler = Throttler(rate_limit=2000, period=1.0)
 
     async def fetch(session: aiohttp.ClientSession, item_id: int) -> dict:
-        async with throttler:
-            async with session.get(f"{base}/items/{item_id}") as response:
-                return await response.json()
+        async with throttler, session.get(f"{base}/items/{item_id}") as response:
+            return await response.json()
 
     async with aiohttp.ClientSession() as session:
         ids = await (await session.get(base + "/items")).json()

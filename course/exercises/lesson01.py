@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from course.checks import Exercise, Incorrect
 
-__all__ = ["message_rule", "RULE_CASES"]
+__all__ = ["RULE_CASES", "message_rule"]
 
 #: (body, does the send form accept it?) -- checked against the real form in
 #: notebook 01, so these cases cannot drift from the app.

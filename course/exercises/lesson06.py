@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from course.checks import Exercise, Incorrect
 
-__all__ = ["DEFECTS", "DECOYS", "defect_menu", "spot_the_bugs"]
+__all__ = ["DECOYS", "DEFECTS", "defect_menu", "spot_the_bugs"]
 
 #: The real defects of the notebook's LeakyThrottledQueue and worker: key -> (claim, where to look).
 DEFECTS: dict[str, tuple[str, str]] = {

@@ -6,7 +6,7 @@ import math
 
 from course.checks import Exercise, Incorrect
 
-__all__ = ["poll_requests", "pending_reported"]
+__all__ = ["pending_reported", "poll_requests"]
 
 # -- poll_requests: what polling costs the server --------------------------------------
 

@@ -50,7 +50,7 @@ from .database import configure_engine
 from .extensions import bootstrap, csrf, db, login_manager, migrate
 from .hub import NotificationHub
 
-__all__ = ["ConfigError", "create_app", "config_from_env", "upgrade_database", "__version__"]
+__all__ = ["ConfigError", "__version__", "config_from_env", "create_app", "upgrade_database"]
 
 __version__ = "1.0.0"
 

@@ -87,7 +87,7 @@ async def measure(url: str, transport: str, users: int, interval: float, send_ra
             await asyncio.sleep(1 / send_rate)
         try:
             await asyncio.wait_for(done.wait(), timeout=60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         requests = sum(c.requests for c in counters) - requests_before
         for task in tasks:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, event
@@ -30,7 +30,7 @@ from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
 
-__all__ = ["UTCDateTime", "utcnow", "configure_engine", "write_transaction"]
+__all__ = ["UTCDateTime", "configure_engine", "utcnow", "write_transaction"]
 
 # True while the current thread runs a write transaction (see write_transaction).
 _immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("immediate", default=False)
@@ -38,7 +38,7 @@ _immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("immediate", d
 
 def utcnow() -> datetime:
     """The current time as an aware UTC datetime (never ``datetime.utcnow()``)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -59,10 +59,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError(
                 f"naive datetime {value!r}: pass an aware one, e.g. datetime.now(timezone.utc)"
             )
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 def configure_engine(engine: Engine) -> None:

@@ -17,7 +17,7 @@ from .extensions import db
 from .hub import NotificationHub
 from .models import UNREAD_MESSAGE_COUNT, Message, User, lock_user
 
-__all__ = ["send_message", "mark_messages_read", "hub"]
+__all__ = ["hub", "mark_messages_read", "send_message"]
 
 
 def hub() -> NotificationHub:

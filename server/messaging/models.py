@@ -45,7 +45,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .database import UTCDateTime, utcnow
 from .extensions import db, login_manager
 
-__all__ = ["User", "Message", "Notification", "MAX_BODY_LENGTH", "MAX_CURSOR", "lock_user"]
+__all__ = ["MAX_BODY_LENGTH", "MAX_CURSOR", "Message", "Notification", "User", "lock_user"]
 
 MAX_BODY_LENGTH = 140
 #: The largest cursor (``seq``) there can be: INTEGER columns are 32-bit on PostgreSQL.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,11 @@ from .extensions import db
 from .inbox import send_message
 from .models import User
 
-__all__ = ["DEMO_PASSWORD", "SeedReport", "seed_demo", "seed_database"]
+__all__ = ["DEMO_PASSWORD", "SeedReport", "seed_database", "seed_demo"]
 
 DEMO_PASSWORD = "password"
 
-_WORDS = (
-    "lunch tomorrow meeting notes draft review coffee train late early "
-    "thanks great idea slides demo bug fixed ship it weekend plans"
-).split()
+_WORDS = ["lunch", "tomorrow", "meeting", "notes", "draft", "review", "coffee", "train", "late", "early", "thanks", "great", "idea", "slides", "demo", "bug", "fixed", "ship", "it", "weekend", "plans"]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from .faults import FaultPlan, Verdict
 from .scenario import Scenario, ScenarioError
 from .stats import DROPPED, Stats
 
-__all__ = ["MockConfig", "MockState", "STATE", "VERSION", "make_app"]
+__all__ = ["STATE", "VERSION", "MockConfig", "MockState", "make_app"]
 
 VERSION = "1.0.0"
 MAX_PER_PAGE = 1000

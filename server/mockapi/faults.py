@@ -30,7 +30,7 @@ from enum import Enum
 from .limiter import SlidingWindowLimiter
 from .scenario import Scenario
 
-__all__ = ["Verdict", "Decision", "FaultPlan"]
+__all__ = ["Decision", "FaultPlan", "Verdict"]
 
 
 class Verdict(Enum):

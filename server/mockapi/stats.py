@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-__all__ = ["Stats", "DROPPED", "PENDING"]
+__all__ = ["DROPPED", "PENDING", "Stats"]
 
 #: Status label of a request whose connection was closed without an answer.
 DROPPED = "dropped"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, POLL_INTERVAL_MS
+
 from course.servers import ServerHandle
 
 

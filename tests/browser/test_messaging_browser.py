@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, Route, expect
-
 from browser_helpers import POLL_INTERVAL_MS, login_page, register
+from playwright.async_api import Page, Route, expect
 
 pytestmark = pytest.mark.browser
 

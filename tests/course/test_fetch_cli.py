@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 
-
 def run_fetch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "course.fetch", *args], capture_output=True, text=True, timeout=timeout

@@ -9,10 +9,10 @@ import urllib.request
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-from course.lesson06_timeline import (  # noqa: E402
+from course.lesson06_timeline import (
     achieved_rate,
     exactly_once,
     plot_timeline,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-
-from course.servers import ServerHandle
 from messaging_helpers import LIVE_CONFIG, FormClient, app_config
 from postgresql_server import PostgreSQLServer, start_postgresql
+
+from course.servers import ServerHandle
 from server.messaging import create_app
 from server.messaging.extensions import db
 

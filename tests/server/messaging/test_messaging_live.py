@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from messaging_helpers import FAST_HASH, LIVE_CONFIG, TIMEOUT, WebUser
 from sqlalchemy import select
 
 from course.servers import ServerHandle, start_messaging_app
 from server.messaging import create_app
 from server.messaging.extensions import db
 from server.messaging.models import User
-
-from messaging_helpers import FAST_HASH, LIVE_CONFIG, TIMEOUT, WebUser
 
 _names = iter(range(10**6))
 

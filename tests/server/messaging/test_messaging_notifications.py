@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from messaging_helpers import user
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -16,8 +17,6 @@ from server.messaging.database import UTCDateTime
 from server.messaging.extensions import db
 from server.messaging.inbox import send_message
 from server.messaging.models import Message, Notification, User
-
-from messaging_helpers import user
 
 # Every test here runs on SQLite and on PostgreSQL (see conftest.py).
 pytestmark = pytest.mark.databases("sqlite", "postgresql")

@@ -6,12 +6,11 @@ import re
 
 import pytest
 from flask import Flask
+from messaging_helpers import csrf_token, user
 from sqlalchemy import func, select
 
 from server.messaging.extensions import db
 from server.messaging.models import Message, Notification
-
-from messaging_helpers import csrf_token, user
 
 # Every test here runs on SQLite and on PostgreSQL (see conftest.py).
 pytestmark = pytest.mark.databases("sqlite", "postgresql")

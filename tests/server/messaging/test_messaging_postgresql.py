@@ -14,19 +14,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
+import postgresql_server
 import pytest
+from messaging_helpers import LIVE_CONFIG, WebUser, user
+from postgresql_server import PostgreSQLNotFound, PostgreSQLServer
 from sqlalchemy import event, func, select, text
 
 from course.servers import ServerHandle
 from server.messaging.extensions import db
 from server.messaging.inbox import mark_messages_read, send_message
 from server.messaging.models import UNREAD_MESSAGE_COUNT, Message, Notification, User
-
-import postgresql_server
-from messaging_helpers import LIVE_CONFIG, WebUser, user
-from postgresql_server import PostgreSQLNotFound, PostgreSQLServer
 
 pytestmark = pytest.mark.databases("postgresql")
 
@@ -64,7 +63,7 @@ def test_aware_datetimes_round_trip_as_the_same_instant_in_utc(app, alice):
             text('SELECT last_message_read_time::text FROM "user" WHERE id = :id'), {"id": alice_id}
         )
     assert read == written
-    assert read.tzinfo is timezone.utc
+    assert read.tzinfo is UTC
     assert stored == "2024-03-09 20:00:15.123456"  # naive UTC in the column
 
 

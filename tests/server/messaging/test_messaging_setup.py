@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from messaging_helpers import FormClient, app_config
 from sqlalchemy import func, select
 
 from server.messaging import ConfigError, config_from_env, create_app
 from server.messaging.extensions import db
 from server.messaging.models import Message, User
 from server.messaging.seed import DEMO_PASSWORD, seed_demo
-
-from messaging_helpers import FormClient, app_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-21 20:32:16.492871
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '382fe407b535'
