@@ -10,11 +10,12 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab test test-fast chromium postgresql lock bench learner clean
+.PHONY: help install lab lint test test-fast chromium postgresql lock bench learner clean
 
 help:
 	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00"
-	@echo "make test   - set up (first time) and run every test: unit, browser, notebooks"
+	@echo "make test   - set up (first time) and run every test: lint and types first, then unit, browser, notebooks"
+	@echo "make lint   - ruff (lint) and mypy (types) only"
 	@echo "make bench  - the benchmarks (mock API server, client framework)"
 	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
 
@@ -61,7 +62,12 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_ROOT_FLAG) --ServerApp.root_dir=. --ServerApp.ip=127.0.0.1 \
 	  --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
-test: $(STAMP) chromium postgresql
+# The lint and type gate (configured in pyproject.toml); make test runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check course server tools tests
+	$(BIN)/mypy
+
+test: lint chromium postgresql
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything but the notebooks (quicker while developing).

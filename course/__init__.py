@@ -31,13 +31,29 @@ The async client framework (lesson B), one idea per module:
 
 __version__ = "0.1.0"
 
-# The framework's public names, imported on first use: ``import course.servers``
-# stays quick (no aiohttp import) for code that only starts servers.
+from typing import TYPE_CHECKING
+
+# The framework's public names. At run time they are imported on first use,
+# so ``import course.servers`` stays quick (no aiohttp) for code that only
+# starts servers; type checkers and editors read the imports below instead.
+if TYPE_CHECKING:
+    from course.client import fetch_each
+    from course.limiters import Gate, RateLimiter
+    from course.listing import ListingError, list_items
+    from course.pipeline import Pipeline, list_then_fetch
+    from course.policies import Attempt, Decision, ErrorPolicy, RetryPolicy, Verdict, retry_after
+    from course.queues import ThrottledQueue
+    from course.records import Failure, Request, Response, Result
+    from course.stats import LogHook, Stats, StatsSnapshot
+    from course.workers import RunReport, WorkerPool, url_for
+
 _EXPORTS = {
+    "Attempt": "course.policies",
     "Decision": "course.policies",
     "ErrorPolicy": "course.policies",
     "Failure": "course.records",
     "Gate": "course.limiters",
+    "ListingError": "course.listing",
     "LogHook": "course.stats",
     "Pipeline": "course.pipeline",
     "RateLimiter": "course.limiters",
@@ -48,25 +64,23 @@ _EXPORTS = {
     "RunReport": "course.workers",
     "Stats": "course.stats",
     "StatsSnapshot": "course.stats",
+    "ThrottledQueue": "course.queues",
+    "Verdict": "course.policies",
     "WorkerPool": "course.workers",
+    "fetch_each": "course.client",
+    "list_items": "course.listing",
+    "list_then_fetch": "course.pipeline",
+    "retry_after": "course.policies",
     "url_for": "course.workers",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'course' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
 __all__ = [
+    "Attempt",
     "Decision",
     "ErrorPolicy",
     "Failure",
     "Gate",
+    "ListingError",
     "LogHook",
     "Pipeline",
     "RateLimiter",
@@ -77,6 +91,27 @@ __all__ = [
     "RunReport",
     "Stats",
     "StatsSnapshot",
+    "ThrottledQueue",
+    "Verdict",
     "WorkerPool",
+    "fetch_each",
+    "list_items",
+    "list_then_fetch",
+    "retry_after",
     "url_for",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'course' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -45,7 +45,11 @@ def test_no_output_and_no_solution_call_left_active(learner):
             if cell.cell_type != "code":
                 continue
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: outputs left"
-            active = [line for line in cell.source.splitlines() if SOLUTION.search(line) and not line.lstrip().startswith("#")]
+            active = [
+                line
+                for line in cell.source.splitlines()
+                if SOLUTION.search(line) and not line.lstrip().startswith("#")
+            ]
             assert not active, f"{path.name}: a solution would run: {active}"
 
 

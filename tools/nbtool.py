@@ -27,6 +27,7 @@ with ``jupytext --update --to ipynb``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import shutil
 import sys
@@ -76,7 +77,7 @@ def split_at_headings(nb: nbformat.NotebookNode) -> None:
             continue
         lines = cell.source.split("\n")
         bounds = [0, *starts, len(lines)]
-        pieces = ["\n".join(lines[a:b]).strip("\n") for a, b in zip(bounds, bounds[1:])]
+        pieces = ["\n".join(lines[a:b]).strip("\n") for a, b in itertools.pairwise(bounds)]
         cell.source = pieces[0]
         cells.append(cell)
         cells.extend(nbformat.v4.new_markdown_cell(piece) for piece in pieces[1:] if piece)

@@ -36,7 +36,7 @@ in_flight_needed = Exercise(
     "in_flight_needed",
     checker=_check_in_flight_needed,
     hint_text=(
-        "Little's law: requests in flight = arrival rate × time each one spends in flight. "
+        "Little's law: requests in flight = arrival rate * time each one spends in flight. "
         "Round up to a whole request (`math.ceil`)."
     ),
     answer=_in_flight_needed,

@@ -99,11 +99,10 @@ def _check_retried_items(answer: Any) -> None:
         event.duration = 0.01
         hook.after_request(event)
     found = getattr(hook, "items", None)
-    Incorrect.unless(found is not None, "keep what you find in an attribute named `items`.")
-    Incorrect.unless(
-        isinstance(found, (set, frozenset)),
-        f"`items` is a {type(found).__name__}; an item retried twice should appear once: use a set.",
-    )
+    if found is None:
+        raise Incorrect("keep what you find in an attribute named `items`.")
+    if not isinstance(found, (set, frozenset)):
+        raise Incorrect(f"`items` is a {type(found).__name__}; an item retried twice should appear once: use a set.")
     Incorrect.unless(
         set(found) == {1, 7},
         f"after the requests (item, attempt): {[(i, a) for i, a, _ in _EVENTS]} your hook kept "

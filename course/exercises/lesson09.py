@@ -85,7 +85,9 @@ def _check_pending_reported(answer) -> None:
             isinstance(got, list),
             f"pending_reported({pending}, {count}, {now}) returned {got!r}; return a list of delays.",
         )
-        ok = len(got) == len(expected) and all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(got, expected))
+        ok = len(got) == len(expected) and all(
+            math.isclose(a, b, abs_tol=1e-9) for a, b in zip(got, expected, strict=True)
+        )
         Incorrect.unless(
             ok,
             f"pending_reported({pending}, {count}, {now}) returned {got}, expected {expected}. "
