@@ -75,8 +75,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m server.mockapi.bench
-	$(BIN)/python -m server.messaging.bench
+	$(BIN)/python -m course.benchmarks.mockapi
+	$(BIN)/python -m course.benchmarks.messaging
 	$(BIN)/python -m course.bench
 
 # The learners' copy of the lessons, to hand out: learner/ (not committed).

@@ -25,7 +25,7 @@ Before each client the scenario is put back (its clock restarts) and the
 server's counters are reset; afterwards the server's own ``/_stats`` says
 how many requests arrived, how many were 429, and when. The achieved rate is
 measured from the server's arrival times: (items served - 1) / (last
-arrival - first arrival).
+arrival - first arrival) (``course.timeline.achieved_rate``).
 
     >>> rows = await compare(api.url, items=range(1500), rate=500)
     >>> print(format_table(rows))
@@ -34,6 +34,7 @@ arrival - first arrival).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -47,10 +48,12 @@ from throttler import Throttler
 
 from course.client import RETRY_ON, RetryableStatus, fetch_each, send_request, wait_retry_after
 from course.limiters import RateLimiter
+from course.mockapi_control import AsyncMockAPIControl
 from course.records import Outcome, Request, Result
+from course.timeline import achieved_rate
 from course.workers import WorkerPool, new_session
 
-__all__ = ["APPROACHES", "ComparisonRow", "achieved_rate", "compare", "format_table", "relative_cpu", "to_frame"]
+__all__ = ["APPROACHES", "ComparisonRow", "compare", "format_table", "relative_cpu", "to_frame"]
 
 Runner = Callable[[str, Sequence[Any], float, float, int], Awaitable[int]]
 
@@ -113,10 +116,9 @@ async def run_aiometer(url: str, items: Sequence[Any], rate: float, per: float, 
             response.json()
             counts[0] += 1
 
-        try:
+        # aiometer stops at the first exception; the count says how far it got
+        with contextlib.suppress(TimeoutError, RetryableStatus, aiohttp.ClientError):
             await aiometer.run_on_each(one, items, max_at_once=workers, max_per_second=rate / per)
-        except (TimeoutError, RetryableStatus, aiohttp.ClientError):
-            pass  # aiometer stops at the first exception; the count says how far it got
     return counts[0]
 
 
@@ -169,13 +171,6 @@ APPROACHES: dict[str, tuple[str, Runner]] = {
 UNLIMITED = frozenset("ef")  # baselines: run without the server's rate limit
 
 
-async def _control(session: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
-    async with session.request(method, url, json=body) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{method} {url} answered {response.status}: {await response.text()}")
-        return await response.json()
-
-
 async def compare(
     api_url: str,
     items: Sequence[Any],
@@ -199,16 +194,16 @@ async def compare(
     chosen = dict(scenario) if scenario is not None else {"rate_limit": {"requests": int(rate), "per": per}}
     unlimited = {key: value for key, value in chosen.items() if key != "rate_limit"}
     rows: list[ComparisonRow] = []
-    async with aiohttp.ClientSession() as control:
+    async with aiohttp.ClientSession() as session:
+        control = AsyncMockAPIControl(api_url, session)
         for key in approaches:
             label, runner = APPROACHES[key]
             workload = bare_items if key == "e" and bare_items is not None else items
-            await _control(control, "PUT", api_url + "/_scenario", unlimited if key in UNLIMITED else chosen)
-            await _control(control, "POST", api_url + "/_reset")
+            await control.use(unlimited if key in UNLIMITED else chosen)
             cpu, wall = time.process_time(), time.perf_counter()
             fetched = await runner(api_url, workload, rate, per, workers)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            stats = await _control(control, "GET", api_url + "/_stats?detail=1")
+            stats = await control.stats(detail=True)
             rows.append(_row(key, label, len(workload), fetched, wall, cpu, stats, None if key == "e" else rate / per))
     return relative_cpu(rows)
 
@@ -225,28 +220,6 @@ def relative_cpu(rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:
         )
         for row in rows
     ]
-
-
-def require_arrivals(stats: Mapping[str, Any]) -> None:
-    if "arrivals" not in stats:
-        raise ValueError(
-            "these stats have no arrivals: read them with GET /_stats?detail=1 "
-            "(read_stats(url, detail=True) in the lessons)"
-        )
-
-
-def achieved_rate(stats: Mapping[str, Any], status: str = "200") -> float:
-    """Admitted requests per second between the first and the last one the server admitted.
-
-    ``(n - 1) / (last - first)`` over the arrivals that ended with ``status``:
-    the rate the server actually experienced, free of the client's start-up
-    and shut-down. 0.0 when fewer than two such arrivals exist.
-    """
-    require_arrivals(stats)
-    times = [t for t, s in zip(stats["arrivals"], stats["statuses"]) if s == status]
-    if len(times) < 2 or times[-1] <= times[0]:
-        return 0.0
-    return (len(times) - 1) / (times[-1] - times[0])
 
 
 def _row(

@@ -4,7 +4,8 @@ One sender sends messages at a steady rate, round-robin to a group of
 readers who each follow their notifications with one transport of
 :mod:`course.notify`. A message counts as *delivered* when its reader's
 ``unread_message_count`` reaches the count the message made; its *delay* runs
-from the moment the sender started sending it to that arrival.
+from the moment the sender started sending it to that arrival
+(``course.delivery``: the measurement lesson 09 and the benchmark use too).
 
     readers = await sign_in(app.url, ["user1", "user2"], "password")
     run = await measure(app.url, "sse", readers, sender, messages=20, rate=10)
@@ -18,17 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from course import notify
-from course.stats import quantile
+from course.delivery import DelayFigures, Deliveries
 
 __all__ = ["Reader", "TransportRun", "close_all", "measure", "sign_in"]
-
-UNREAD = "unread_message_count"
 
 
 @dataclass
@@ -42,10 +42,10 @@ class Reader:
 
 
 @dataclass(frozen=True)
-class TransportRun:
-    """What one transport did for one group of readers."""
+class TransportRun(DelayFigures):
+    """What one transport did for one group of readers (``delivered``, ``median``, ``p95``: ``DelayFigures``)."""
 
-    transport: str
+    transport: notify.Transport
     users: int
     sent: int
     delays: tuple[float, ...]  # seconds, one per delivered message, in arrival order
@@ -54,16 +54,8 @@ class TransportRun:
     seconds: float  # how long the readers were following
 
     @property
-    def delivered(self) -> int:
-        return len(self.delays)
-
-    @property
     def median_delay(self) -> float:
-        return self.delay_quantile(0.5)
-
-    def delay_quantile(self, q: float) -> float:
-        """The delay a fraction ``q`` of the deliveries took at most (nearest rank)."""
-        return quantile(sorted(self.delays), q)
+        return self.median
 
     @property
     def requests_per_delivery(self) -> float:
@@ -76,8 +68,8 @@ class TransportRun:
             "users": self.users,
             "sent": self.sent,
             "delivered": self.delivered,
-            "median ms": round(1000 * self.median_delay),
-            "p95 ms": round(1000 * self.delay_quantile(0.95)),
+            "median ms": round(1000 * self.median),
+            "p95 ms": round(1000 * self.p95),
             "max ms": round(1000 * max(self.delays, default=float("nan"))),
             "requests": self.requests,
             "requests/delivery": round(self.requests_per_delivery, 2),
@@ -88,7 +80,7 @@ class TransportRun:
 async def sign_in(base_url: str, names: list[str], password: str) -> list[Reader]:
     """A logged-in session per name (the accounts must exist)."""
     sessions = await notify.sign_in_all(base_url, names, password)
-    return [Reader(name, session) for name, session in zip(names, sessions)]
+    return [Reader(name, session) for name, session in zip(names, sessions, strict=True)]
 
 
 async def close_all(readers: list[Reader]) -> None:
@@ -117,25 +109,10 @@ async def measure(
     are waiting. ``options`` go to the transport (e.g. ``interval=1.0`` for poll).
     Readers keep their cursor and unread count, so runs can follow each other.
     """
-    sent_at: dict[tuple[str, int], float] = {}
-    delays: list[float] = []
-    all_arrived = asyncio.Event()
+    deliveries = Deliveries({r.name: r.unread for r in readers})
 
-    def on_notification(reader: Reader):  # type: ignore[no-untyped-def]
-        def record(note: notify.Notification) -> None:
-            arrived = time.monotonic()
-            if note.name != UNREAD or not isinstance(note.data, int):
-                return
-            # Every message up to this count is now visible to the reader.
-            for count in range(note.data, 0, -1):
-                sent = sent_at.pop((reader.name, count), None)
-                if sent is None:
-                    break  # delivered before (or not sent in this run)
-                delays.append(arrived - sent)
-            if len(delays) == messages:
-                all_arrived.set()
-
-        return record
+    def on_notification(reader: Reader) -> Callable[[notify.Notification], None]:
+        return lambda note: deliveries.seen(reader.name, note)
 
     counters = [notify.Counters(cursor=r.cursor) for r in readers]
     started = time.monotonic()
@@ -143,9 +120,9 @@ async def measure(
         asyncio.create_task(
             notify.follow(r.session, base_url, on_notification(r), transport, counters=c, **options)
         )
-        for r, c in zip(readers, counters)
+        for r, c in zip(readers, counters, strict=True)
     ]
-    waiter = asyncio.create_task(all_arrived.wait())
+    waiter = asyncio.create_task(deliveries.all_seen.wait())
     try:
         await asyncio.sleep(settle)
         first_send = time.monotonic()
@@ -153,12 +130,12 @@ async def measure(
             await asyncio.sleep(max(0.0, first_send + i / rate - time.monotonic()))
             reader = readers[i % len(readers)]
             reader.unread += 1
-            sent_at[(reader.name, reader.unread)] = time.monotonic()
+            deliveries.sending(reader.name)
             await notify.send_message(sender, base_url, reader.name, f"message {i} by {transport}")
-        if messages:
-            # Until everything arrived, or time is up (reported as fewer deliveries
-            # than messages), or a reader stopped (readers only stop by failing).
-            await asyncio.wait([waiter, *tasks], timeout=drain_timeout, return_when=asyncio.FIRST_COMPLETED)
+        deliveries.sends_over()
+        # Until everything arrived, or time is up (reported as fewer deliveries
+        # than messages), or a reader stopped (readers only stop by failing).
+        await asyncio.wait([waiter, *tasks], timeout=drain_timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in [waiter, *tasks]:
             task.cancel()
@@ -167,13 +144,13 @@ async def measure(
     if failures:  # e.g. NotLoggedIn: the run means nothing, say why
         raise failures[0]
     seconds = time.monotonic() - started
-    for reader, counter in zip(readers, counters):
+    for reader, counter in zip(readers, counters, strict=True):
         reader.cursor = counter.cursor
     return TransportRun(
         transport=transport,
         users=len(readers),
         sent=messages,
-        delays=tuple(delays),
+        delays=tuple(deliveries.delays),
         requests=sum(c.requests for c in counters),
         errors=sum(c.errors for c in counters),
         seconds=seconds,

@@ -14,7 +14,9 @@ through the app's login form, as a browser would be):
 Each run sends the readers messages round-robin, so two messages to the same
 reader are far apart in time. A message counts as *delivered* when its
 reader is told of an ``unread_message_count`` at least as high as the count
-that message produced (one notification may report several messages).
+that message produced (one notification may report several messages):
+``Deliveries`` (``course.delivery``, the measurement lesson 03 uses too)
+matches them.
 
     >>> crowd = await Crowd.sign_in(app.url, readers, writers, password)
     >>> run = await crowd.run(LoadPlan("sse", rate=20, seconds=8))
@@ -25,9 +27,9 @@ that message produced (one notification may report several messages).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +38,11 @@ import aiohttp
 import psutil
 
 from course import notify
+from course.delivery import DelayFigures, Deliveries
 from course.queues import ThrottledQueue
-from course.stats import Stats, StatsSnapshot, quantile
+from course.stats import Stats, StatsSnapshot
 
-__all__ = ["SEND_ERRORS", "Best", "Crowd", "Deliveries", "LoadPlan", "SimUser", "TransportRun", "quantile"]
+__all__ = ["SEND_ERRORS", "Best", "Crowd", "Deliveries", "LoadPlan", "SimUser", "TransportRun"]
 
 #: What a failed send may raise; the run counts it instead of stopping.
 SEND_ERRORS: tuple[type[BaseException], ...] = (notify.NotifyError, aiohttp.ClientError, asyncio.TimeoutError)
@@ -49,7 +52,7 @@ SEND_ERRORS: tuple[type[BaseException], ...] = (notify.NotifyError, aiohttp.Clie
 class LoadPlan:
     """One run: which transport the readers use, and how the writers send."""
 
-    transport: str
+    transport: notify.Transport
     rate: float = 20.0  # messages per second, all writers together
     seconds: float = 8.0  # of sending
     poll_interval: float = 1.0  # for transport="poll"
@@ -68,10 +71,10 @@ class LoadPlan:
 
 
 @dataclass(frozen=True)
-class TransportRun:
-    """What one run measured."""
+class TransportRun(DelayFigures):
+    """What one run measured (``delivered``, ``median``, ``p95``: ``course.delivery.DelayFigures``)."""
 
-    transport: str
+    transport: notify.Transport
     readers: int
     writers: int
     sent: int  # messages the app accepted
@@ -85,19 +88,6 @@ class TransportRun:
     server_cpu: float | None  # seconds of the server's CPU during the run, if known
     followed_for: float  # seconds the readers were following
     send_starts: tuple[float, ...] = ()  # when each send started, seconds after the first
-
-    @property
-    def delivered(self) -> int:
-        """Messages whose notification reached their reader."""
-        return len(self.delays)
-
-    @property
-    def median(self) -> float:
-        return quantile(self.delays, 0.5)
-
-    @property
-    def p95(self) -> float:
-        return quantile(self.delays, 0.95)
 
     @property
     def requests_per_notification(self) -> float:
@@ -187,58 +177,6 @@ class SimUser:
     session: aiohttp.ClientSession
 
 
-class Deliveries:
-    """Matches each send with the notification that reports it, and times it.
-
-    A reader's ``unread_message_count`` only grows during a run (nobody opens
-    the inbox), so the k-th message to a reader is the one that takes the
-    count to ``start + k``: any notification with ``data >= start + k``
-    reports it. Polling often reports two messages with one notification;
-    each gets its own delay.
-    """
-
-    def __init__(self, unread: dict[str, int]) -> None:
-        self._unread = dict(unread)  # what each reader's count will be once the sends so far land
-        self._pending: dict[str, deque[tuple[int, float]]] = {name: deque() for name in unread}
-        self._outstanding = 0
-        self._sending = True
-        self.delays: list[float] = []
-        self.send_times: list[float] = []
-        self.all_seen = asyncio.Event()
-
-    def sending(self, reader: str) -> None:
-        """A send to ``reader`` starts now."""
-        now = time.monotonic()
-        self._unread[reader] += 1
-        self._pending[reader].append((self._unread[reader], now))
-        self._outstanding += 1
-        self.send_times.append(now)
-
-    def failed(self, reader: str) -> None:
-        """The last send to ``reader`` was refused: expect nothing for it."""
-        self._unread[reader] -= 1
-        self._pending[reader].pop()
-        self._outstanding -= 1
-        self._check_done()
-
-    def seen(self, reader: str, note: notify.Notification) -> None:
-        if note.name != "unread_message_count" or not isinstance(note.data, int):
-            return
-        now, waiting = time.monotonic(), self._pending[reader]
-        while waiting and waiting[0][0] <= note.data:
-            self.delays.append(now - waiting.popleft()[1])
-            self._outstanding -= 1
-        self._check_done()
-
-    def sends_over(self) -> None:
-        self._sending = False
-        self._check_done()
-
-    def _check_done(self) -> None:
-        if not self._sending and self._outstanding == 0:
-            self.all_seen.set()
-
-
 class Crowd:
     """Readers and writers signed in to one messaging app; ``run`` measures a transport."""
 
@@ -256,7 +194,7 @@ class Crowd:
         """Log every user in through the login form, each in a session of its own."""
         names = [*readers, *writers]
         sessions = await notify.sign_in_all(base_url, names, password)
-        users = [SimUser(name, session) for name, session in zip(names, sessions)]
+        users = [SimUser(name, session) for name, session in zip(names, sessions, strict=True)]
         return cls(base_url, users[: len(readers)], users[len(readers) :])
 
     async def close(self) -> None:
@@ -301,10 +239,8 @@ class Crowd:
             await asyncio.sleep(plan.warm_up)
             failures = await self._send_all(plan, deliveries, stats)
             deliveries.sends_over()
-            try:
+            with contextlib.suppress(TimeoutError):  # the run reports what arrived
                 await asyncio.wait_for(deliveries.all_seen.wait(), timeout=plan.drain)
-            except TimeoutError:
-                pass  # the run reports what arrived
         finally:
             for task in followers:
                 task.cancel()
@@ -348,8 +284,8 @@ class Crowd:
         found = await asyncio.gather(*(position(u) for u in self.readers))
         names = [u.name for u in self.readers]
         return (
-            {name: cursor for name, (cursor, _) in zip(names, found)},
-            {name: count for name, (_, count) in zip(names, found)},
+            {name: cursor for name, (cursor, _) in zip(names, found, strict=True)},
+            {name: count for name, (_, count) in zip(names, found, strict=True)},
         )
 
     async def _send_all(self, plan: LoadPlan, deliveries: Deliveries, stats: Stats) -> int:

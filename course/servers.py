@@ -19,6 +19,7 @@ runs never fight over one port).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# ControlError and call_json live with the mock API's control client; they are
+# re-exported here, where the servers are started, for older imports.
+from course.mockapi_control import ControlError, MockAPIControl, call_json
+
 __all__ = [
+    "FAST_HASH",
     "ControlError",
     "ServerHandle",
     "ServerStartError",
@@ -55,18 +61,15 @@ DEFAULT_HOST = "127.0.0.1"
 MOCK_API_PORT = int(os.environ.get("COURSE_MOCK_API_PORT", "8080"))
 MESSAGING_PORT = int(os.environ.get("COURSE_MESSAGING_PORT", "5000"))
 
+#: A cheap password hash for the messaging app's simulated users (its
+#: ``PASSWORD_HASH_METHOD`` setting): the default, scrypt, costs ~50 ms a
+#: login, and lessons, tests and benchmarks log users in by the dozen.
+#: Never use it for real accounts.
+FAST_HASH = "pbkdf2:sha256:1000"
+
 
 class ServerStartError(RuntimeError):
     """A server did not come up; the message carries what it printed."""
-
-
-class ControlError(RuntimeError):
-    """A control route (``/_scenario``, ``/_reset``, ``/_stats``...) refused a call; says what it answered."""
-
-    def __init__(self, method: str, url: str, status: int, detail: str) -> None:
-        super().__init__(f"{method} {url} answered {status}: {detail}")
-        self.status = status
-        self.detail = detail
 
 
 @dataclass
@@ -187,9 +190,6 @@ def _launch(
     env: Mapping[str, str] | None,
     timeout: float,
 ) -> ServerHandle:
-    log_file = tempfile.NamedTemporaryFile(
-        prefix=f"{name.replace(' ', '-')}-{port}-", suffix=".log", delete=False
-    )
     cmd = [sys.executable, "-m", module, "--host", host, "--port", str(port), *args]
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     # The servers must import from the same place as this process does
@@ -197,15 +197,18 @@ def _launch(
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in [_project_root(), child_env.get("PYTHONPATH", "")] if p
     )
-    process = subprocess.Popen(
-        cmd,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=child_env,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
-    log_file.close()
+    # The child keeps writing to the log after our handle on it is closed.
+    with tempfile.NamedTemporaryFile(
+        prefix=f"{name.replace(' ', '-')}-{port}-", suffix=".log", delete=False
+    ) as log_file:
+        process = subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
     handle = ServerHandle(name, host, port, process, Path(log_file.name), probe=identify)
     url = handle.url
     deadline = time.monotonic() + timeout
@@ -291,8 +294,7 @@ def start_mock_api(
     # Always, even for a server this process just started or started earlier
     # (a registry hit): the scenario clock starts now and the counters are empty.
     try:
-        call_json("PUT", handle.url + "/_scenario", dict(scenario or {}), timeout=5.0)
-        call_json("POST", handle.url + "/_reset", timeout=5.0)
+        MockAPIControl(handle.url, timeout=5.0).use(scenario)
     except ControlError as exc:
         raise ServerStartError(f"The mock API at {handle.url} refused its set-up: {exc}") from exc
     return handle
@@ -339,24 +341,6 @@ def start_messaging_app(
 # -- plumbing -----------------------------------------------------------------
 
 
-def call_json(method: str, url: str, body: Any = None, *, timeout: float = 10.0) -> Any:
-    """One JSON call to a bundled server's control route; returns the decoded answer.
-
-    For the mock API's ``PUT /_scenario``, ``POST /_reset`` and ``GET /_stats``
-    from plain (non-async) code: notebooks' setup cells, benchmarks, tests.
-    An error answer raises ``ControlError`` with the server's explanation
-    (e.g. which scenario field it rejected).
-    """
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as exc:
-        raise ControlError(method, url, exc.code, exc.read().decode(errors="replace")) from exc
-    return json.loads(raw) if raw.strip() else None
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1.0):
@@ -400,7 +384,5 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     import ctypes
 
     PR_SET_PDEATHSIG = 1
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass

@@ -6,10 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from course.servers import ServerHandle, start_messaging_app
-
-#: Quick password hashing: the tests create many users; the hash is not what they test.
-FAST_HASH = "pbkdf2:sha256:1000"
+# FAST_HASH: quick password hashing; the tests create many users, the hash is not what they test.
+from course.servers import FAST_HASH, ServerHandle, start_messaging_app
 
 StartMessaging = Callable[..., ServerHandle]
 

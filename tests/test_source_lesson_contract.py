@@ -12,8 +12,6 @@ the lesson does (on a free port, so tests never fight over 8080).
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 from collections.abc import Iterator
 
 import aiohttp
@@ -22,6 +20,7 @@ import requests
 from tenacity import retry, stop_after_attempt, wait_fixed
 from throttler import Throttler
 
+from course.mockapi_control import MockAPIControl
 from course.servers import ServerHandle, start_mock_api
 
 ITEMS = 1000
@@ -36,13 +35,13 @@ def server() -> Iterator[ServerHandle]:
 
 @pytest.fixture
 def base(server: ServerHandle) -> str:
-    urllib.request.urlopen(urllib.request.Request(server.url + "/_reset", method="POST")).close()
+    MockAPIControl(server.url).reset()
     return f"http://localhost:{server.port}"
 
 
 def served_counts(base: str) -> dict[str, int]:
-    with urllib.request.urlopen(base + "/_stats?detail=1") as response:
-        return json.load(response)["served"]
+    served: dict[str, int] = MockAPIControl(base).stats(detail=True)["served"]
+    return served
 
 
 def expected_emails(base: str, ids: list[int]) -> dict[int, str]:

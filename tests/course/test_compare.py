@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -39,7 +40,7 @@ async def test_the_paced_bare_loop_spaces_its_requests_evenly(mock_api) -> None:
     assert arrivals[-1] - arrivals[0] > 149 / 300 * 0.95
     # Evenly spaced: the typical gap is one interval. (The median, because after a
     # stall of a loaded machine this bare loop sends its overdue requests together.)
-    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
     assert 0.5 / 300 < gaps[len(gaps) // 2] < 2 / 300
 
 

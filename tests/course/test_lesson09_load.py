@@ -1,4 +1,4 @@
-"""The capstone's load harness: delivery matching, and small crowds against a live messaging app."""
+"""The capstone's load harness: its run records, and small crowds against a live messaging app."""
 
 from __future__ import annotations
 
@@ -6,61 +6,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from course import notify
+import course.delivery
 from course.lesson09_load import Best, Crowd, Deliveries, LoadPlan, TransportRun
-from course.servers import ServerHandle, start_messaging_app
+from course.servers import FAST_HASH, ServerHandle, start_messaging_app
 from course.stats import Stats
 from server.messaging.seed import DEMO_PASSWORD, seed_database
 
 READERS, WRITERS = 4, 2
-FAST_HASH = "pbkdf2:sha256:1000"
 
 
-def note(count: int, name: str = "unread_message_count", id: int = 1) -> notify.Notification:
-    return notify.Notification(id, name, count, 0.0)
+# -- the run records (no server) -------------------------------------------------------------
 
 
-# -- Deliveries (no server) ------------------------------------------------------------------
-
-
-async def test_one_notification_reports_every_message_it_covers() -> None:
-    deliveries = Deliveries({"ann": 3})
-    deliveries.sending("ann")  # takes the count to 4
-    deliveries.sending("ann")  # to 5
-    deliveries.seen("ann", note(5))
-    assert len(deliveries.delays) == 2
-    assert all(delay >= 0 for delay in deliveries.delays)
-
-
-async def test_a_lower_count_reports_only_the_messages_below_it() -> None:
-    deliveries = Deliveries({"ann": 0})
-    deliveries.sending("ann")
-    deliveries.sending("ann")
-    deliveries.seen("ann", note(1))
-    deliveries.sends_over()
-    assert len(deliveries.delays) == 1
-    assert not deliveries.all_seen.is_set()
-    deliveries.seen("ann", note(2))
-    assert deliveries.all_seen.is_set()
-
-
-async def test_other_notifications_and_other_readers_report_nothing() -> None:
-    deliveries = Deliveries({"ann": 0, "bob": 0})
-    deliveries.sending("ann")
-    deliveries.seen("ann", note(7, name="something_else"))
-    deliveries.seen("bob", note(7))
-    assert deliveries.delays == []
-
-
-async def test_a_refused_send_is_not_waited_for() -> None:
-    deliveries = Deliveries({"ann": 0})
-    deliveries.sending("ann")
-    deliveries.sending("ann")
-    deliveries.failed("ann")  # the second one was refused
-    deliveries.sends_over()
-    deliveries.seen("ann", note(1))
-    assert len(deliveries.delays) == 1
-    assert deliveries.all_seen.is_set()
+def test_the_notebook_finds_deliveries_here_and_it_is_the_shared_one() -> None:
+    assert Deliveries is course.delivery.Deliveries
 
 
 def made_run(transport: str, delays: list[float], requests: int, cpu: float | None) -> TransportRun:

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from course.mockapi_control import AsyncMockAPIControl
 from course.servers import ServerHandle, start_mock_api
 from server.mockapi import MockConfig, Scenario, make_app
 
@@ -57,21 +58,16 @@ async def api(live_api: ServerHandle) -> AsyncIterator[LiveAPI]:
 
 
 class LiveAPI:
-    """A tiny helper around the real server: set a scenario, read the stats."""
+    """The real server for one test: its ``session`` (relative URLs), and its control routes."""
 
     def __init__(self, handle: ServerHandle, session: aiohttp.ClientSession) -> None:
         self.handle = handle
         self.session = session
+        self.control = AsyncMockAPIControl(handle.url, session)
 
     async def set_scenario(self, scenario: dict[str, Any]) -> dict[str, Any]:
-        async with self.session.put("/_scenario", json=scenario) as response:
-            assert response.status == 200, await response.text()
-            body = await response.json()
-        async with self.session.post("/_reset") as response:
-            assert response.status == 200
-        return body
+        """Install ``scenario`` and reset the counters; returns it normalized."""
+        return await self.control.use(scenario)
 
     async def stats(self, detail: bool = True) -> dict[str, Any]:
-        async with self.session.get("/_stats", params={"detail": "1" if detail else "0"}) as response:
-            assert response.status == 200
-            return await response.json()
+        return await self.control.stats(detail=detail)

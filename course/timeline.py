@@ -1,12 +1,12 @@
-"""What the mock API saw, as tables and plots: lessons 06 and 07.
+"""What the mock API saw, as figures, tables and plots (lessons 06 and 07, and ``course.compare``).
 
 The mock API records every public request (``GET /_stats?detail=1``): when it
 arrived and how it ended. These helpers turn that record into the figures the
 lessons talk about:
 
 - ``use_scenario(url, scenario)`` installs a scenario and clears the counters
-  (the scenario clock starts now);
-- ``read_stats(url, detail=True)`` reads the record;
+  (the scenario clock starts now); ``read_stats(url, detail=True)`` reads the
+  record (both through ``course.mockapi_control.MockAPIControl``);
 - ``achieved_rate(stats)`` is the rate of *admitted* (200) requests, from the
   server's own arrival times;
 - ``timeline(stats, step)`` counts arrivals per time bin and status, and
@@ -18,6 +18,9 @@ lessons talk about:
     >>> ...  # run a client
     >>> stats = read_stats(api.url)
     >>> achieved_rate(stats), exactly_once(stats, range(300)).ok
+
+pandas is imported by ``timeline`` and ``plot_timeline`` only, so the
+benchmark harness can use ``achieved_rate`` without loading it.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from course.mockapi_control import MockAPIControl
 
-from course.compare import achieved_rate, require_arrivals
-from course.servers import call_json
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "STATUS_COLOURS",
@@ -39,6 +42,7 @@ __all__ = [
     "exactly_once",
     "plot_timeline",
     "read_stats",
+    "require_arrivals",
     "timeline",
     "use_scenario",
 ]
@@ -56,14 +60,35 @@ STATUS_COLOURS = {
 
 def use_scenario(base_url: str, scenario: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Install ``scenario`` (``None``: no faults), clear the counters; returns it normalized."""
-    installed = call_json("PUT", base_url.rstrip("/") + "/_scenario", dict(scenario or {}))
-    call_json("POST", base_url.rstrip("/") + "/_reset")
-    return installed
+    return MockAPIControl(base_url).use(scenario)
 
 
 def read_stats(base_url: str, *, detail: bool = True) -> dict[str, Any]:
     """``GET /_stats`` (with every arrival and per-item counts when ``detail``)."""
-    return call_json("GET", base_url.rstrip("/") + "/_stats" + ("?detail=1" if detail else ""))
+    return MockAPIControl(base_url).stats(detail=detail)
+
+
+def require_arrivals(stats: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``stats`` has every arrival (``GET /_stats?detail=1``)."""
+    if "arrivals" not in stats:
+        raise ValueError(
+            "these stats have no arrivals: read them with GET /_stats?detail=1 "
+            "(read_stats(url, detail=True) in the lessons)"
+        )
+
+
+def achieved_rate(stats: Mapping[str, Any], status: str = "200") -> float:
+    """Admitted requests per second between the first and the last one the server admitted.
+
+    ``(n - 1) / (last - first)`` over the arrivals that ended with ``status``:
+    the rate the server actually experienced, free of the client's start-up
+    and shut-down. 0.0 when fewer than two such arrivals exist.
+    """
+    require_arrivals(stats)
+    times = [t for t, s in zip(stats["arrivals"], stats["statuses"], strict=True) if s == status]
+    if len(times) < 2 or times[-1] <= times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
 
 
 def timeline(stats: Mapping[str, Any], step: float = 0.1) -> pd.DataFrame:
@@ -72,11 +97,13 @@ def timeline(stats: Mapping[str, Any], step: float = 0.1) -> pd.DataFrame:
     Every bin from 0 to the last arrival is present (empty bins are zeros),
     so gaps in the traffic show as gaps in the plot.
     """
+    import pandas as pd
+
     require_arrivals(stats)
     if step <= 0:
         raise ValueError(f"step must be a positive number of seconds, got {step}")
     arrivals, statuses = stats["arrivals"], stats["statuses"]
-    bins = int(math.floor(max(arrivals, default=0.0) / step)) + 1
+    bins = math.floor(max(arrivals, default=0.0) / step) + 1
     frame = pd.DataFrame(
         {"bin": [int(t / step) for t in arrivals], "status": list(statuses)}
     )
@@ -102,6 +129,8 @@ def plot_timeline(
     With ``step`` the bars are scaled to requests *per second*, so bins of any
     width compare with the limit.
     """
+    import pandas as pd
+
     scale = 1.0 / step if step else 1.0
     width = (frame.index[1] - frame.index[0]) if len(frame.index) > 1 else 1.0
     bottom = pd.Series(0.0, index=frame.index)

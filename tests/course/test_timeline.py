@@ -1,4 +1,4 @@
-"""The lesson 06/07 helpers read the real mock API's record correctly."""
+"""course.timeline (the lesson 06/07 helpers) reads the real mock API's record correctly."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from course.lesson06_timeline import (
+from course.timeline import (
     achieved_rate,
     exactly_once,
     plot_timeline,

@@ -1,9 +1,10 @@
 """How much the mock API costs per request, next to a bare aiohttp server.
 
-    python -m server.mockapi.bench [--requests 15000] [--concurrency 32] [--seconds 20] [--rounds 3]
+    python -m course.benchmarks.mockapi [--requests 15000] [--concurrency 32] [--seconds 20] [--rounds 3]
 
 Starts two servers, each in its own process on a free loopback port: the mock
-API (default scenario: no limits, no faults) and a bare aiohttp hello-world.
+API (default scenario: no limits, no faults) and a bare aiohttp hello-world
+(``server.mockapi.hello``).
 One aiohttp client with a fixed number of concurrent workers sends the same
 bounded number of requests (and stops early at a time bound) to each, in
 alternating rounds, after a warm-up. For each target it reports requests per
@@ -164,7 +165,7 @@ def _report(results: dict[str, list[Measurement]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.mockapi.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m course.benchmarks.mockapi", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=15_000, help="requests per timed run (default 15000)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent client workers (default 32)")
     parser.add_argument("--seconds", type=float, default=20.0, help="time bound per run (default 20 s)")

@@ -1,8 +1,8 @@
-"""The benchmark runs end to end on a small load (its figures are printed, never asserted)."""
+"""The mock API benchmark runs end to end on a small load (its figures are printed, never asserted)."""
 
 from __future__ import annotations
 
-from server.mockapi.bench import _report, run_benchmark
+from course.benchmarks.mockapi import _report, run_benchmark
 
 
 async def test_benchmark_drives_both_servers_and_reports_a_ratio():
