@@ -16,7 +16,7 @@ help:
 	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00"
 	@echo "make test   - set up (first time) and run every test: lint and types first, then unit, browser, notebooks"
 	@echo "make lint   - ruff (lint) and mypy (types) only"
-	@echo "make bench  - the benchmarks (mock API server, client framework)"
+	@echo "make bench  - the benchmarks (mock API server, messaging transports, client framework)"
 	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
 
 $(STAMP): pyproject.toml requirements.lock
