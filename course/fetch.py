@@ -399,7 +399,8 @@ async def fetch_all(
     """List and fetch every item of ``base_url``; hand each outcome to ``out`` (or write it there as a JSON line).
 
     ``skip`` holds the JSON texts of ids not to fetch (``json.dumps(id)``);
-    ``retry`` defaults to ``cli_retry_policy()``.
+    ``retry`` defaults to ``cli_retry_policy()``; ``limiter``, if given, is
+    used instead of a ``RateLimiter(rate, per)``.
     """
     base = base_url.rstrip("/")
     if callable(out):

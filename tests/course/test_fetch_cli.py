@@ -176,6 +176,23 @@ async def test_a_503_asking_to_wait_a_day_stops_the_run_in_one_line_and_keeps_th
     assert os.listdir(tmp_path) == ["items.jsonl"]  # no temporary file left behind
 
 
+async def test_a_run_stopped_by_an_outage_keeps_its_lines_apart_from_the_old_file(serve, tmp_path: Path) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        if request.match_info["id"] == "c":
+            return web.json_response({"error": "down"}, status=503, headers={"Retry-After": "86400"})
+        return web.json_response({"id": request.match_info["id"]})
+
+    url = await serve(items_app(["a", "b", "c", "d"], answer))
+    out = tmp_path / "items.jsonl"
+    out.write_text("an earlier run\n")
+    done = await run_fetch_async(url, "--rate", "100", "--workers", "1", "--out", str(out), "--quiet")
+    assert done.returncode == 2 and "unavailable (503)" in done.stderr
+    assert out.read_text() == "an earlier run\n"
+    kept = [tmp_path / name for name in os.listdir(tmp_path) if name != "items.jsonl"]
+    assert len(kept) == 1 and str(kept[0]) in done.stderr
+    assert [line["id"] for line in lines_of(kept[0])] == ["a", "b"]
+
+
 async def test_max_retry_after_raises_the_cap(serve, tmp_path: Path) -> None:
     calls: Counter[str] = Counter()
 
@@ -297,6 +314,23 @@ def test_sigterm_writes_every_answered_item_exits_143_and_resume_fetches_the_res
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(line["id"] for line in lines_of(out)) == list(range(500))
     assert small_api.stats()["items"]["max_per_item"] == 1  # nothing was fetched twice
+
+
+def test_sigint_writes_every_answered_item_to_stdout_and_exits_130(small_api) -> None:
+    small_api.scenario({"latency": {"mean": 0.3}})
+    command = [sys.executable, "-m", "course.fetch", small_api.url, "--rate", "40", "--workers", "8", "--quiet"]
+    fetching = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: small_api.stats()["items"]["served"] >= 10, "10 items served")
+        fetching.send_signal(signal.SIGINT)
+        out, err = fetching.communicate(timeout=WAIT)
+    finally:
+        if fetching.poll() is None:
+            fetching.kill()
+            fetching.wait()
+    assert fetching.returncode == 130, err
+    assert {json.loads(line)["id"] for line in out.splitlines()} == served_ids(small_api)
+    assert "Traceback" not in err
 
 
 def test_a_failed_listing_leaves_an_earlier_output_file_as_it_was(small_api, tmp_path: Path) -> None:
