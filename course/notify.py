@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import aiohttp
 
+from course.policies import parse_retry_after
+
 __all__ = [
     "TRANSPORTS",
     "Backoff",
@@ -245,7 +247,7 @@ async def sign_in_all(
     """
     sessions = [client_session() for _ in names]
     try:
-        await asyncio.gather(*(login(s, base_url, n, password) for s, n in zip(sessions, names)))
+        await asyncio.gather(*(login(s, base_url, n, password) for s, n in zip(sessions, names, strict=True)))
     except BaseException:
         await asyncio.gather(*(s.close() for s in sessions))
         raise
@@ -280,11 +282,11 @@ async def _deliver(callback: Callback, items: list[dict[str, Any]], counters: Co
 
 
 async def _get_json(
-    session: aiohttp.ClientSession, url: str, counters: Counters, timeout: aiohttp.ClientTimeout
+    session: aiohttp.ClientSession, url: str, counters: Counters, client_timeout: aiohttp.ClientTimeout
 ) -> list[dict[str, Any]]:
     counters.requests += 1
     try:
-        async with session.get(url, timeout=timeout, allow_redirects=False) as response:
+        async with session.get(url, timeout=client_timeout, allow_redirects=False) as response:
             _check(response, url)
             return await response.json()
     except (TimeoutError, aiohttp.ClientError) as exc:
@@ -295,8 +297,7 @@ def _check(response: aiohttp.ClientResponse, url: str) -> None:
     if response.status == 401:
         raise NotLoggedIn(f"{url} answered 401: the session is not logged in; call login()")
     if response.status >= 500:
-        retry_after = response.headers.get("Retry-After", "")
-        pause = float(retry_after) if retry_after.isdigit() else 0.0
+        pause = parse_retry_after(response.headers.get("Retry-After"), default=0.0)
         raise _Transient(f"{url} answered {response.status}", retry_after=pause)
     if response.status != 200:
         raise NotifyError(f"{url} answered {response.status}")

@@ -12,9 +12,11 @@ Two small strategy objects, passed to a worker pool separately:
   ======================  =================================================
   2xx                     accept
   429 Too Many Requests   slow the shared limiter, retry after Retry-After
-                          (flow control: not counted against the budget)
+                          (flow control: not counted against the budget);
+                          fail the item if Retry-After is over the cap
   503 Unavailable         pause *every* worker (the gate) until Retry-After,
-                          then retry (not counted)
+                          then retry (not counted); stop the whole run
+                          (``OutageTooLong``) if Retry-After is over the cap
   other 5xx, timeouts,    retry after a jittered backoff (counted)
   dropped connections
   other 4xx (404 ...)     fail at once: asking again will not help
@@ -22,6 +24,9 @@ Two small strategy objects, passed to a worker pool separately:
 
 Custom handlers plug in per status: ``ErrorPolicy(handlers={418: teapot})``
 where ``teapot(attempt) -> Decision`` (a plain or an async function).
+
+``parse_retry_after`` is the one ``Retry-After`` parser of the package (the
+worker pool's policies, ``course.client`` and ``course.notify`` use it).
 """
 
 from __future__ import annotations
@@ -32,15 +37,30 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from course.limiters import Gate, RateLimiter
 from course.records import Request, Response
 
-__all__ = ["Attempt", "Decision", "ErrorPolicy", "RetryPolicy", "Verdict", "retry_after"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "Attempt",
+    "Decision",
+    "ErrorPolicy",
+    "OutageTooLong",
+    "RetryPolicy",
+    "Verdict",
+    "parse_retry_after",
+    "retry_after",
+]
+
+MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After a client waits, by default
 
 
 class Verdict(Enum):
@@ -102,43 +122,96 @@ class Attempt:
         return f"HTTP {self.response.status}" + (f": {body}" if body else "")
 
 
-def retry_after(response: Response | None, default: float = 1.0) -> float:
-    """Seconds from a ``Retry-After`` header (delta-seconds form), else ``default``."""
-    if response is None:
-        return default
-    value = response.headers.get("Retry-After")
+def parse_retry_after(
+    value: str | None, default: float = 1.0, *, cap: float = MAX_RETRY_AFTER, now: datetime | None = None
+) -> float:
+    """Seconds to wait from a ``Retry-After`` value, at most ``cap``.
+
+    RFC 9110 allows delta-seconds (``"120"``) or an HTTP-date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``: a date in the past means 0).
+    A missing, negative or unreadable value gives ``default``.
+    """
     if value is None:
         return default
+    seconds: float | None
     try:
         seconds = float(value)
-    except ValueError:  # an HTTP-date: rare for APIs; fall back rather than guess
+    except ValueError:
+        seconds = _seconds_until(value, now or datetime.now(UTC))
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return default
-    return seconds if math.isfinite(seconds) and seconds >= 0 else default
+    return min(seconds, cap)
+
+
+def _seconds_until(http_date: str, now: datetime) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": a time in UTC with no zone given
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def retry_after(response: Response | None, default: float = 1.0, cap: float = MAX_RETRY_AFTER) -> float:
+    """Seconds from a response's ``Retry-After`` header (see ``parse_retry_after``), else ``default``."""
+    if response is None:
+        return default
+    return parse_retry_after(response.headers.get("Retry-After"), default, cap=cap)
+
+
+class OutageTooLong(RuntimeError):
+    """A 503 asked every worker to wait longer than ``RetryPolicy.max_retry_after``: the run stops."""
+
+    def __init__(self, url: str, delay: float, limit: float) -> None:
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        super().__init__(
+            f"{origin} is unavailable (503) and asks to retry after {delay:.0f} s, "
+            f"more than max_retry_after={limit:g} s: try again later"
+        )
+        self.delay = delay
 
 
 @dataclass
 class RetryPolicy:
     """``retries`` counted retries per item, waiting ``uniform(0, min(cap, base * 2**n))``.
 
-    Full jitter spreads the retries of many workers apart. ``seed`` makes the
-    waits repeatable (a notebook run gives the same figures).
+    Full jitter spreads the retries of many workers apart; ``jitter=0.5``
+    draws from the upper half of that range instead, so that the waits add
+    up to at least half their bounds. ``seed`` makes the waits repeatable (a
+    notebook run gives the same figures). A 429 or 503 whose ``Retry-After``
+    asks for more than ``max_retry_after`` seconds is not waited for.
     """
 
     retries: int = 5
     base: float = 0.05
     cap: float = 2.0
+    jitter: float = 1.0  # the random fraction of each wait: 1 = full jitter, 0 = none
     max_throttled: int = 100  # uncounted (429/503) retries before giving up anyway
+    max_retry_after: float = MAX_RETRY_AFTER
     seed: int | None = None
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.retries < 0 or self.base < 0 or self.cap < 0:
-            raise ValueError("RetryPolicy needs retries >= 0, base >= 0 and cap >= 0")
+        if self.retries < 0 or self.base < 0 or self.cap < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError("RetryPolicy needs retries >= 0, base >= 0, cap >= 0 and 0 <= jitter <= 1")
+        if not self.max_retry_after >= 0:
+            raise ValueError(f"max_retry_after is a number of seconds >= 0, not {self.max_retry_after}")
         self._rng = random.Random(self.seed)
 
+    def bound(self, errors: int) -> float:
+        """The longest wait before counted retry number ``errors`` (1 for the first)."""
+        return min(self.cap, self.base * 2 ** max(0, errors - 1))
+
     def backoff(self, errors: int) -> float:
-        """The wait before counted retry number ``errors`` (1 for the first)."""
-        return self._rng.uniform(0.0, min(self.cap, self.base * 2 ** max(0, errors - 1)))
+        """The wait before counted retry number ``errors``: random in the top ``jitter`` of its bound."""
+        bound = self.bound(errors)
+        return self._rng.uniform(bound * (1.0 - self.jitter), bound)
+
+    def total_wait(self) -> tuple[float, float]:
+        """The least and the most an item waits in all before its budget runs out."""
+        most = sum(self.bound(n) for n in range(1, self.retries + 1))
+        return most * (1.0 - self.jitter), most
 
     def exhausted(self, errors: int) -> bool:
         return errors > self.retries
@@ -156,15 +229,20 @@ def _backoff(attempt: Attempt) -> Decision:
 
 
 def slow_down_and_retry(attempt: Attempt) -> Decision:
-    """429: the shared limiter slows down; this item waits ``Retry-After``."""
+    """429: the shared limiter slows down; this item waits ``Retry-After`` (unless that is too long)."""
     if attempt.limiter is not None:
         attempt.limiter.slow_down()
-    return Decision.retry(retry_after(attempt.response), counted=False, reason=attempt.describe())
+    delay, limit = retry_after(attempt.response, cap=math.inf), attempt.retry.max_retry_after
+    if delay > limit:
+        return Decision.fail(f"{attempt.describe()} (Retry-After {delay:.0f} s is over max_retry_after={limit:g} s)")
+    return Decision.retry(delay, counted=False, reason=attempt.describe())
 
 
 def pause_everyone(attempt: Attempt) -> Decision:
-    """503: close the shared gate until ``Retry-After``; retry when it reopens."""
-    delay = retry_after(attempt.response)
+    """503: close the shared gate until ``Retry-After``; retry when it reopens (or stop, if that is too long)."""
+    delay, limit = retry_after(attempt.response, cap=math.inf), attempt.retry.max_retry_after
+    if delay > limit:
+        raise OutageTooLong(attempt.request.url, delay, limit)
     if attempt.gate is not None:
         attempt.gate.pause(delay)
         delay = 0.0
@@ -215,5 +293,5 @@ class ErrorPolicy:
             handler = give_up
         decision = handler(attempt)
         if inspect.isawaitable(decision):
-            decision = await decision
-        return decision  # type: ignore[return-value]
+            return await decision
+        return decision

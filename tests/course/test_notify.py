@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -45,6 +45,11 @@ async def pair(app: ServerHandle) -> AsyncIterator[tuple[aiohttp.ClientSession, 
     yield sender, reader_name, reader
     await sender.close()
     await reader.close()
+
+
+def _first_into(future: asyncio.Future[Notification]) -> Callable[[Notification], object]:
+    """A callback that resolves ``future`` with the first notification it is given."""
+    return lambda note: future.done() or future.set_result(note)
 
 
 async def _stop(task: asyncio.Task) -> None:
@@ -159,10 +164,8 @@ async def test_the_transports_deliver_equal_notification_objects(app, pair):
     await notify.send_message(sender, app.url, name, "one")
     firsts: dict[str, Notification] = {}
     for transport in ("poll", "longpoll", "sse"):
-        got = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            notify.follow(reader, app.url, lambda n: got.done() or got.set_result(n), transport, **OPTIONS[transport])
-        )
+        got: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(notify.follow(reader, app.url, _first_into(got), transport, **OPTIONS[transport]))
         try:
             firsts[transport] = await asyncio.wait_for(got, WAIT)
         finally:
