@@ -53,7 +53,16 @@ from course.records import Outcome, Request, Result
 from course.timeline import achieved_rate
 from course.workers import WorkerPool, new_session
 
-__all__ = ["APPROACHES", "ComparisonRow", "compare", "format_table", "relative_cpu", "to_frame"]
+__all__ = [
+    "APPROACHES",
+    "ComparisonRow",
+    "compare",
+    "format_table",
+    "relative_cpu",
+    "run_bare_paced",
+    "run_worker_pool",
+    "to_frame",
+]
 
 Runner = Callable[[str, Sequence[Any], float, float, int], Awaitable[int]]
 

@@ -57,7 +57,9 @@ __all__ = [
     "RetryPolicy",
     "Verdict",
     "parse_retry_after",
+    "pause_everyone",
     "retry_after",
+    "slow_down_and_retry",
 ]
 
 MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After a client waits, by default
