@@ -33,6 +33,12 @@ an ordinary answer the gate opens for all; if it gets another 503 the pause
 starts again. So during an outage the server sees one request per
 ``Retry-After`` period from the whole pool, not one per worker.
 
+Both read "now" from the running event loop's clock (``loop.time()``:
+monotonic, in seconds; looked up on first use, so they can be made before
+any loop runs) and wait with ``asyncio.sleep``. ``clock=`` gives them another
+source of "now"; it must keep pace with the loop's timers. Tests run them on
+a fake-time event loop, whose clock jumps from timer to timer.
+
     >>> limiter = RateLimiter(500)          # at most 500 requests per second
     >>> async with limiter:                 # waits for this caller's slot
     ...     await send_the_request()        # counted until the answer is in
@@ -41,13 +47,39 @@ starts again. So during an outage the server sees one request per
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
+from collections.abc import Callable
 
 __all__ = ["Gate", "RateLimiter"]
 
 
-class RateLimiter:
+class _LoopClock:
+    """Reads "now" from ``clock`` if given, else from the running event loop's ``time()``.
+
+    The loop's clock is looked up on the first reading and kept (one function
+    call per reading after that), so the object may be created outside any
+    loop -- at import, in a notebook cell -- and belongs to the loop it first
+    runs in.
+    """
+
+    _now: Callable[[], float]
+
+    def _use_clock(self, clock: Callable[[], float] | None) -> None:
+        self._now = clock if clock is not None else self._first_reading
+
+    def _first_reading(self) -> float:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"{type(self).__name__} reads the running event loop's clock: use it from async code, "
+                "or pass clock= (a function returning monotonic seconds)"
+            ) from None
+        self._now = loop.time
+        return self._now()
+
+
+class RateLimiter(_LoopClock):
     """At most ``rate`` requests in any ``per`` seconds, evenly spaced.
 
     Use ``async with limiter:`` around a request (or ``await acquire(hold=True)``
@@ -58,6 +90,7 @@ class RateLimiter:
     target linearly over ``recovery`` seconds. Lateness up to ``catch_up``
     seconds is made up; beyond that it is dropped from the schedule, so the
     burst after a stall is at most about ``catch_up * rate / per`` requests.
+    ``clock`` replaces the event loop's clock as the source of "now".
     """
 
     def __init__(
@@ -69,6 +102,7 @@ class RateLimiter:
         burst: int = 1,
         recovery: float = 5.0,
         catch_up: float = 0.05,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if rate <= 0 or per <= 0:
             raise ValueError(f"RateLimiter needs rate > 0 and per > 0, got rate={rate}, per={per}")
@@ -89,11 +123,12 @@ class RateLimiter:
         self._current = self._target
         self._interval = 1.0 / self._target
         self._tat = 0.0  # theoretical arrival time of the next slot (GCRA)
-        self._adjusted = time.monotonic()
+        self._adjusted = 0.0  # when slow_down() last set the pace (read only below the target)
         self._limit = max(1, int(rate))
-        self._released: deque[float] = deque()  # release times less than `per` ago
+        self._leaves: deque[float] = deque()  # when each released request leaves the window
         self._in_flight = 0
         self._full = asyncio.Lock()  # held by the one caller waiting for room
+        self._use_clock(clock)
 
     @property
     def current_rate(self) -> float:
@@ -114,7 +149,7 @@ class RateLimiter:
         do around a request, since the server may stamp it any time before
         the answer.
         """
-        now = time.monotonic()
+        now = self._now()
         if self._current < self._target:
             self._recover(now)
         slot = self._tat - (self.burst - 1) * self._interval
@@ -127,7 +162,7 @@ class RateLimiter:
             while True:  # a stall may have moved the schedule while we slept
                 slot += self._shift - shift
                 shift = self._shift
-                now = time.monotonic()
+                now = self._now()
                 if slot > now:
                     await asyncio.sleep(slot - now)
                     continue
@@ -139,37 +174,38 @@ class RateLimiter:
                     self._shift += dropped
                     self._tat += dropped
                 break
-        released, horizon = self._released, time.monotonic() - self.per
-        while released and released[0] <= horizon:
-            released.popleft()
-        if len(released) + self._in_flight >= self._limit or self._full.locked():
-            await self._wait_for_room()
+        leaves = self._leaves  # when each counted request leaves the window, oldest first
+        while leaves and leaves[0] <= now:
+            leaves.popleft()
+        if len(leaves) + self._in_flight >= self._limit or self._full.locked():
+            now = await self._wait_for_room()
         if hold:
             self._in_flight += 1
         else:
-            released.append(time.monotonic())
+            leaves.append(now + self.per)
 
     def release(self) -> None:
         """A request is over (answered, failed or abandoned); it leaves the window ``per`` s from now."""
         if self._in_flight <= 0:
             raise RuntimeError("RateLimiter.release() called more often than acquire()")
         self._in_flight -= 1
-        self._released.append(time.monotonic())
+        self._leaves.append(self._now() + self.per)
 
-    async def _wait_for_room(self) -> None:
+    async def _wait_for_room(self) -> float:
         # One caller at a time waits for the window (the others queue on the
         # lock, first come first served), so a full window costs one timer,
         # not a wake-up of every waiter. A release never makes room by itself
         # (the request still counts for `per` s); only the oldest ageing out does.
+        # Returns the time at which there was room.
         async with self._full:
-            released, per = self._released, self.per
+            leaves = self._leaves
             while True:
-                now = time.monotonic()
-                while released and released[0] <= now - per:
-                    released.popleft()
-                if len(released) + self._in_flight < self._limit:
-                    return
-                await asyncio.sleep(released[0] + per - now if released else per)
+                now = self._now()
+                while leaves and leaves[0] <= now:
+                    leaves.popleft()
+                if len(leaves) + self._in_flight < self._limit:
+                    return now
+                await asyncio.sleep(leaves[0] - now if leaves else self.per)
 
     async def __aenter__(self) -> None:  # so it fits where a Throttler or AsyncLimiter would
         await self.acquire(hold=True)
@@ -183,7 +219,7 @@ class RateLimiter:
             raise ValueError(f"slow_down factor must be in (0, 1], got {factor}")
         self._current = max(self._target * 0.1, self._current * factor)
         self._interval = 1.0 / self._current
-        self._adjusted = time.monotonic()
+        self._adjusted = self._now()
 
     def _recover(self, now: float) -> None:
         step = self._target * (now - self._adjusted) / self.recovery
@@ -198,15 +234,19 @@ class RateLimiter:
         )
 
 
-class Gate:
-    """A shared pause: closed by ``pause()``, reopened by one successful probe."""
+class Gate(_LoopClock):
+    """A shared pause: closed by ``pause()``, reopened by one successful probe.
 
-    def __init__(self) -> None:
+    ``clock`` replaces the event loop's clock as the source of "now".
+    """
+
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         self._until = 0.0
         self._closed = False
         self._probing = False
         self._changed: asyncio.Event | None = None
         self.pauses = 0  # how many times pause() was called (for stats)
+        self._use_clock(clock)
 
     @property
     def is_open(self) -> bool:
@@ -214,7 +254,7 @@ class Gate:
 
     def pause(self, seconds: float) -> None:
         """Close the gate for ``seconds`` (extends, never shortens, a pause)."""
-        until = time.monotonic() + max(0.0, seconds)
+        until = self._now() + max(0.0, seconds)
         self._closed = True
         self.pauses += 1
         if until > self._until:
@@ -227,7 +267,7 @@ class Gate:
         (after any ``pause()`` its answer caused), whatever happened.
         """
         while self._closed:
-            delay = self._until - time.monotonic()
+            delay = self._until - self._now()
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
@@ -242,7 +282,7 @@ class Gate:
     def probe_finished(self) -> None:
         """The probe's request is over: open the gate unless it paused it again."""
         self._probing = False
-        if time.monotonic() >= self._until:
+        if self._now() >= self._until:
             self._closed = False
         if self._changed is not None:
             self._changed.set()

@@ -4,7 +4,8 @@ Workers that share one ``ThrottledQueue`` receive items no faster than
 ``rate`` per ``per`` seconds in total, so the queue itself is the rate limit.
 What the correct version takes care of:
 
-- one clock (``time.monotonic``, seconds) for every timestamp;
+- one clock for every timestamp: the event loop's (``loop.time()``,
+  monotonic seconds), or the ``clock`` it is given;
 - the lock lives in its own attribute, not in the name of a method;
 - an item is taken *before* its slot is reserved, so a slot is never spent
   while the queue is empty (which would let waiting workers burst later);
@@ -22,7 +23,8 @@ What the correct version takes care of:
 from __future__ import annotations
 
 import asyncio
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from course.limiters import RateLimiter
 
@@ -31,14 +33,20 @@ __all__ = ["ThrottledQueue"]
 T = TypeVar("T")
 
 
-class ThrottledQueue(asyncio.Queue, Generic[T]):  # type: ignore[type-arg]
+class ThrottledQueue(asyncio.Queue[T]):
     """An ``asyncio.Queue`` whose ``get`` returns at most ``rate`` items per ``per`` s."""
 
     def __init__(
-        self, rate: float, per: float = 1.0, maxsize: int = 0, *, margin: float = 0.0
+        self,
+        rate: float,
+        per: float = 1.0,
+        maxsize: int = 0,
+        *,
+        margin: float = 0.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(maxsize)
-        self.limiter = RateLimiter(rate, per, margin=margin)
+        self.limiter = RateLimiter(rate, per, margin=margin, clock=clock)
         self._one_getter = asyncio.Lock()
 
     async def get(self) -> T:
