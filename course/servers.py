@@ -36,16 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# ControlError and call_json live with the mock API's control client; they are
-# re-exported here, where the servers are started, for older imports.
-from course.mockapi_control import ControlError, MockAPIControl, call_json
+from course.mockapi_control import ControlError, MockAPIControl
 
 __all__ = [
     "FAST_HASH",
-    "ControlError",
     "ServerHandle",
     "ServerStartError",
-    "call_json",
     "free_port",
     "start_messaging_app",
     "start_mock_api",

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from course.servers import ServerHandle, call_json, start_mock_api
+from course.mockapi_control import MockAPIControl
+from course.servers import ServerHandle, start_mock_api
 
 ITEMS = 10_000
 
@@ -18,14 +19,14 @@ class MockAPI:
     def __init__(self, handle: ServerHandle) -> None:
         self.handle = handle
         self.url = handle.url
+        self.control = MockAPIControl(handle.url)
 
     def scenario(self, scenario: dict[str, Any] | None = None) -> None:
         """Replace the scenario (its clock restarts) and clear the counters."""
-        call_json("PUT", self.url + "/_scenario", scenario or {})
-        call_json("POST", self.url + "/_reset")
+        self.control.use(scenario or {})
 
     def stats(self, detail: bool = False) -> dict[str, Any]:
-        return call_json("GET", self.url + "/_stats" + ("?detail=1" if detail else ""))
+        return self.control.stats(detail=detail)
 
 
 @pytest.fixture(scope="session")

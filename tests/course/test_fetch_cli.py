@@ -21,7 +21,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from course.fetch import cli_retry_policy
-from course.servers import call_json, start_mock_api
+from course.mockapi_control import MockAPIControl
+from course.servers import start_mock_api
 from course.workers import WorkerPool, url_for
 
 
@@ -309,7 +310,7 @@ def test_sigterm_writes_every_answered_item_exits_143_and_resume_fetches_the_res
     assert answered and written == answered
     assert len(answered) < 500 and "--resume" in err
 
-    call_json("PUT", small_api.url + "/_scenario", {})  # fast again; the counters go on
+    MockAPIControl(small_api.url).set_scenario({})  # fast again; the counters go on
     resumed = run_fetch(small_api.url, "--rate", "1000", "--workers", "16", "--out", str(out), "--resume", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(line["id"] for line in lines_of(out)) == list(range(500))
@@ -441,7 +442,7 @@ def test_a_server_restart_of_two_seconds_costs_no_item(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "course.fetch", api.url, "--rate", "100", "--workers", "8", "--out", str(out)]
     fetching = subprocess.Popen([*command, "--quiet"], stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: call_json("GET", api.url + "/_stats")["items"]["served"] >= 50, "50 items served")
+        wait_until(lambda: MockAPIControl(api.url).stats()["items"]["served"] >= 50, "50 items served")
         api.stop()  # connections refused from now on
         time.sleep(2.0)
         api = start_mock_api(port=port, items=300)
