@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .app import MAX_ITEMS, MockConfig, make_app
-from .scenario import MAX_SCENARIO_BYTES, MAX_SEED, Scenario, ScenarioError, ScenarioTextError, short_repr
+from .scenario import MAX_SCENARIO_BYTES, MAX_SEED, Scenario, ScenarioError, ScenarioTextError, short_repr, shorten
 from .serve import serve
 
 log = logging.getLogger("server.mockapi")
@@ -109,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(app, args.host, args.port, access_log=args.access_log))
     except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
         reason = " ".join(str(exc).split())
-        host = args.host if len(args.host) <= 60 else args.host[:60] + "..."
-        sys.stderr.write(f"{PROG}: error: cannot listen on {host}:{args.port}: {reason}\n")
+        sys.stderr.write(f"{PROG}: error: cannot listen on {shorten(args.host, 60)}:{args.port}: {reason}\n")
         return 2
     return 0
 

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from .emails import EmailBook
 from .faults import FaultPlan, Verdict
-from .scenario import MAX_SCENARIO_BYTES, Scenario, ScenarioError, ScenarioTextError, short_repr
+from .scenario import MAX_SCENARIO_BYTES, Scenario, ScenarioError, ScenarioTextError, short_repr, shorten
 from .stats import DROPPED, Stats
 
 __all__ = ["STATE", "VERSION", "MockConfig", "MockState", "make_app"]
@@ -228,11 +228,11 @@ async def no_route(request: web.Request) -> web.Response:
     if allowed:
         allow = ", ".join(sorted(allowed))
         return error_response(
-            405, f"{request.method} is not allowed on {request.path}; use {allow}.", {"Allow": allow}
+            405, f"{shorten(request.method)} is not allowed on {shorten(request.path)}; use {allow}.", {"Allow": allow}
         )
     return error_response(
         404,
-        f"No route {request.path}. The routes are GET /, /items, /items?page=P&per_page=K, "
+        f"No route {shorten(request.path)}. The routes are GET /, /items, /items?page=P&per_page=K, "
         f"/items/{{id}} and the control routes /_info, /_scenario, /_reset, /_stats.",
     )
 
@@ -325,9 +325,11 @@ async def get_scenario(request: web.Request) -> web.Response:
 async def put_scenario(request: web.Request) -> web.Response:
     body = await _read_body(request, MAX_SCENARIO_BYTES)
     if body is None:
-        return error_response(
+        too_large = error_response(
             413, f"The body is over {MAX_SCENARIO_BYTES} bytes; a scenario is a small JSON object."
         )
+        too_large.force_close()  # the rest of the body is not read, so this connection cannot carry another request
+        return too_large
     try:
         scenario = Scenario.from_text(body)
     except ScenarioTextError as exc:

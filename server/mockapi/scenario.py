@@ -34,6 +34,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioTextError",
     "short_repr",
+    "shorten",
 ]
 
 #: Largest latency (mean + jitter) and largest time value a scenario may ask for, in seconds.
@@ -63,15 +64,18 @@ class ScenarioTextError(ScenarioError):
     """The scenario text cannot be read as one JSON document (encoding, syntax, size, nesting, repeated key)."""
 
 
+def shorten(text: str, limit: int = 80, *, length: int | None = None) -> str:
+    """``text`` as is, or its first ``limit`` characters and how long it was (``length``, default its own)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) if length is None else length} characters)"
+
+
 def short_repr(value: Any, limit: int = 60) -> str:
     """``repr(value)``, cut to about ``limit`` characters so that an error message stays one short line."""
     if isinstance(value, int) and value.bit_length() > 4 * limit:  # repr() refuses over 4300 digits
         return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    shown = repr(value)
-    if len(shown) <= limit:
-        return shown
-    length = len(value) if isinstance(value, str) else len(shown)
-    return f"{shown[:limit]}... ({length} characters)"
+    return shorten(repr(value), limit, length=len(value) if isinstance(value, str) else None)
 
 
 class _HugeInteger:

@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .scenario import shorten
+
 __all__ = ["serve"]
 
 log = logging.getLogger(__name__)
@@ -29,9 +31,7 @@ class _OneLineForBadRequests(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
-            reason = " ".join(str(error.message).split())
-            if len(reason) > 160:
-                reason = reason[:160] + "..."
+            reason = shorten(" ".join(str(error.message).split()), 160)
             record.msg = "refused a request aiohttp could not parse (%s %s): %s"
             record.args = (error.code, type(error).__name__, reason)
             record.exc_info = None

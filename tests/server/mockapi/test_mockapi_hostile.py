@@ -63,6 +63,12 @@ async def test_an_id_on_a_server_without_items_says_there_are_none(make_client):
     assert "no items" in await _error(await empty.get("/items/0"), 404)
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_long_unknown_path_is_cut_short_in_the_error_message(client, method):
+    message = await _error(await client.request(method, "/" + "x" * 8000), 404)
+    assert "(8001 characters)" in message and len(message) < 400
+
+
 def test_the_number_of_items_is_capped():
     assert MockConfig(items=MAX_ITEMS, warm_items=0).items == MAX_ITEMS
     with pytest.raises(ValueError, match="items must be from 0 to 1000000"):
@@ -132,6 +138,13 @@ async def test_any_content_type_is_read_as_utf8_json(client, content_type):
 async def test_a_body_over_the_limit_is_413_in_json(client):
     message = await _error(await _put(client, b" " * (MAX_SCENARIO_BYTES + 1)), 413)
     assert str(MAX_SCENARIO_BYTES) in message
+
+
+async def test_a_413_closes_the_connection_whose_body_it_did_not_read(client):
+    response = await client.put("/_scenario", data=b"{}", headers={"Content-Length": str(MAX_SCENARIO_BYTES * 5)})
+    await _error(response, 413)
+    assert response.headers["Connection"].lower() == "close"
+    assert (await client.get("/items/1")).status == 200  # a new connection serves as usual
 
 
 async def test_a_chunked_body_over_the_limit_is_413_in_json(client):
