@@ -42,6 +42,7 @@ DEFAULT_PER_PAGE = 100
 MAX_PAGE = 1_000_000_000
 #: Most items a server may hold (``GET /items`` answers all of their ids in one body).
 MAX_ITEMS = 1_000_000
+_MAX_ID_DIGITS = len(str(MAX_ITEMS))
 #: The query parameters ``GET /items`` and ``GET /_stats`` understand.
 _PAGE_PARAMS = ("page", "per_page")
 _STATS_PARAMS = ("detail",)
@@ -294,7 +295,7 @@ async def get_item(request: web.Request) -> web.Response:
     total = state.config.items
     # The length test comes first: int() of thousands of digits is slow, and refused over 4300.
     if (
-        len(raw) > len(str(total))
+        len(raw) > _MAX_ID_DIGITS
         or not (raw.isascii() and raw.isdigit())
         or (raw != "0" and raw[0] == "0")
         or int(raw) >= total
