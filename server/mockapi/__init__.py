@@ -2,6 +2,8 @@
 
     >>> from server.mockapi import MockConfig, Scenario, make_app
     >>> app = make_app(MockConfig(items=50, scenario=Scenario.from_json({"error_rate": 0.1})))
+    >>> Scenario.from_text('{"error_rate": 0.1}') == Scenario.from_json({"error_rate": 0.1})
+    True
 
 Routes, scenarios, the order of fault checks and the stats are described in
 ``app.py``, ``scenario.py``, ``faults.py`` and ``stats.py``.
@@ -9,7 +11,7 @@ Routes, scenarios, the order of fault checks and the stats are described in
 
 from .app import VERSION as __version__
 from .app import MockConfig, make_app
-from .scenario import Latency, Outage, RateLimit, RepeatingOutage, Scenario, ScenarioError
+from .scenario import Latency, Outage, RateLimit, RepeatingOutage, Scenario, ScenarioError, ScenarioTextError
 from .serve import serve
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "RepeatingOutage",
     "Scenario",
     "ScenarioError",
+    "ScenarioTextError",
     "__version__",
     "make_app",
     "serve",

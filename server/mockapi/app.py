@@ -10,7 +10,10 @@ Public routes (subject to the scenario, counted in the stats):
 Control routes (underscore prefix: never faulted, limited or counted):
 ``GET /_info``, ``GET|PUT /_scenario``, ``POST /_reset``, ``GET /_stats[?detail=1]``.
 
-Every error answer is JSON ``{"error": "<what went wrong and what to do>"}``.
+Every error answer is JSON ``{"error": "<what went wrong and what to do>"}``,
+including bad input (ids, query parameters, scenario bodies: see README.md).
+The control routes have no authentication: the server is a local teaching
+tool and binds to loopback unless told otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from aiohttp import web
 
 from .emails import EmailBook
 from .faults import FaultPlan, Verdict
-from .scenario import Scenario, ScenarioError
+from .scenario import MAX_SCENARIO_BYTES, Scenario, ScenarioError, ScenarioTextError, short_repr, shorten
 from .stats import DROPPED, Stats
 
 __all__ = ["STATE", "VERSION", "MockConfig", "MockState", "make_app"]
@@ -37,6 +40,13 @@ VERSION = "1.0.0"
 MAX_PER_PAGE = 1000
 DEFAULT_PER_PAGE = 100
 MAX_PAGE = 1_000_000_000
+#: Most items a server may hold (``GET /items`` answers all of their ids in one body).
+MAX_ITEMS = 1_000_000
+_MAX_ID_DIGITS = len(str(MAX_ITEMS))
+#: The query parameters ``GET /items`` and ``GET /_stats`` understand.
+_PAGE_PARAMS = ("page", "per_page")
+_STATS_PARAMS = ("detail",)
+_DETAIL_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +66,8 @@ class MockConfig:
     warm_items: int = 1000
 
     def __post_init__(self) -> None:
-        if self.items < 0:
-            raise ValueError(f"items must be >= 0, not {self.items}")
+        if not 0 <= self.items <= MAX_ITEMS:
+            raise ValueError(f"items must be from 0 to {MAX_ITEMS}, not {self.items}")
 
 
 @dataclass
@@ -97,11 +107,11 @@ def make_app(config: MockConfig | None = None) -> web.Application:
     app.router.add_get("/", _public(hello))
     app.router.add_get("/items", _public(list_items))
     app.router.add_get("/items/{id}", _public(get_item))
-    app.router.add_get("/_info", info)
-    app.router.add_get("/_scenario", get_scenario)
-    app.router.add_put("/_scenario", put_scenario)
-    app.router.add_post("/_reset", reset)
-    app.router.add_get("/_stats", stats)
+    app.router.add_get("/_info", _control(info))
+    app.router.add_get("/_scenario", _control(get_scenario))
+    app.router.add_put("/_scenario", _control(put_scenario))
+    app.router.add_post("/_reset", _control(reset))
+    app.router.add_get("/_stats", _control(stats))
     app.router.add_route("*", "/{path:.*}", _public(no_route), name=_NO_ROUTE)
     return app
 
@@ -149,6 +159,16 @@ def _public(handler: Handler) -> Handler:
             stats.finish(index, status)
 
     return public
+
+
+def _control(handler: Handler) -> Handler:
+    """Wrap a control route: no scenario, no stats, and a bug in it still answers in JSON."""
+
+    @functools.wraps(handler)
+    async def control(request: web.Request) -> web.StreamResponse:
+        return await _answer(request, handler)
+
+    return control
 
 
 async def _apply_scenario(
@@ -209,11 +229,11 @@ async def no_route(request: web.Request) -> web.Response:
     if allowed:
         allow = ", ".join(sorted(allowed))
         return error_response(
-            405, f"{request.method} is not allowed on {request.path}; use {allow}.", {"Allow": allow}
+            405, f"{shorten(request.method)} is not allowed on {shorten(request.path)}; use {allow}.", {"Allow": allow}
         )
     return error_response(
         404,
-        f"No route {request.path}. The routes are GET /, /items, /items?page=P&per_page=K, "
+        f"No route {shorten(request.path)}. The routes are GET /, /items, /items?page=P&per_page=K, "
         f"/items/{{id}} and the control routes /_info, /_scenario, /_reset, /_stats.",
     )
 
@@ -228,9 +248,10 @@ async def hello(request: web.Request) -> web.Response:
 async def list_items(request: web.Request) -> web.Response:
     state = request.app[STATE]
     query = request.query
-    if "page" not in query and "per_page" not in query:
-        return web.Response(body=state.items_body, content_type="application/json")
     try:
+        _check_params(query, _PAGE_PARAMS, "GET /items?page=P&per_page=K")
+        if not query:
+            return web.Response(body=state.items_body, content_type="application/json")
         page = _positive_int(query.get("page", "1"), "page", MAX_PAGE)
         per_page = _positive_int(query.get("per_page", str(DEFAULT_PER_PAGE)), "per_page", MAX_PER_PAGE)
     except ValueError as exc:
@@ -251,19 +272,36 @@ async def list_items(request: web.Request) -> web.Response:
 
 
 def _positive_int(raw: str, name: str, high: int) -> int:
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
-        raise ValueError(f"{name} must be a whole number from 1 to {high}, not {raw!r}.")
+    # The length test comes first: int() of thousands of digits is slow, and refused over 4300.
+    if len(raw) > len(str(high)) or not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
+        raise ValueError(f"{name} must be a whole number from 1 to {high}, not {short_repr(raw)}.")
     return int(raw)
+
+
+def _check_params(query: Mapping[str, str], known: tuple[str, ...], usage: str) -> None:
+    """Refuse a query parameter the route does not know, or one given twice (ValueError saying which)."""
+    names = [name for name, _ in query.items()]  # every occurrence (a multidict's keys() may not repeat)
+    for name in names:
+        if name not in known:
+            allowed = ", ".join(known)
+            raise ValueError(f"Unknown query parameter {short_repr(name)}; this route takes only {allowed} ({usage}).")
+        if names.count(name) > 1:
+            raise ValueError(f"{name} is given {names.count(name)} times; give it once ({usage}).")
 
 
 async def get_item(request: web.Request) -> web.Response:
     state = request.app[STATE]
     raw = request.match_info["id"]
     total = state.config.items
-    if not (raw.isascii() and raw.isdigit()) or (raw != "0" and raw[0] == "0") or int(raw) >= total:
-        return error_response(
-            404, f"No item {raw!r}: ids are whole numbers from 0 to {total - 1}; GET /items lists them."
-        )
+    # The length test comes first: int() of thousands of digits is slow, and refused over 4300.
+    if (
+        len(raw) > _MAX_ID_DIGITS
+        or not (raw.isascii() and raw.isdigit())
+        or (raw != "0" and raw[0] == "0")
+        or int(raw) >= total
+    ):
+        ids = f"ids are whole numbers from 0 to {total - 1}" if total else "this server has no items (--items 0)"
+        return error_response(404, f"No item {short_repr(raw)}: {ids}; GET /items lists them.")
     item_id = int(raw)
     stats: Stats | None = request.get(_STATS)
     if stats is not None:
@@ -286,21 +324,37 @@ async def get_scenario(request: web.Request) -> web.Response:
 
 
 async def put_scenario(request: web.Request) -> web.Response:
-    text = await request.text()
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return error_response(
-            400, f"The body is not valid JSON ({exc}); send a scenario object such as {{\"error_rate\": 0.1}}."
+    body = await _read_body(request, MAX_SCENARIO_BYTES)
+    if body is None:
+        too_large = error_response(
+            413, f"The body is over {MAX_SCENARIO_BYTES} bytes; a scenario is a small JSON object."
         )
+        too_large.force_close()  # the rest of the body is not read, so this connection cannot carry another request
+        return too_large
     try:
-        scenario = Scenario.from_json(data)
+        scenario = Scenario.from_text(body)
+    except ScenarioTextError as exc:
+        return error_response(400, f"Bad body: {exc}. Send a JSON scenario object such as {{\"error_rate\": 0.1}}.")
     except ScenarioError as exc:
         return error_response(400, f"Bad scenario: {exc}")
     state = request.app[STATE]
     state.plan = FaultPlan(scenario, time.monotonic())
     log.info("scenario replaced: %s", json.dumps(scenario.to_json()))
     return web.json_response(scenario.to_json())
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None if it is longer than ``limit`` bytes (read no further than that)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+    return b"".join(chunks)
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -312,5 +366,13 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    detail = request.query.get("detail", "0").lower() in {"1", "true", "yes"}
+    query = request.query
+    try:
+        _check_params(query, _STATS_PARAMS, "GET /_stats?detail=1")
+    except ValueError as exc:
+        return error_response(400, str(exc))
+    raw = query.get("detail", "0")
+    detail = _DETAIL_VALUES.get(raw.lower())
+    if detail is None:
+        return error_response(400, f"detail must be 1 or 0 (or true/false, yes/no), not {short_repr(raw)}.")
     return web.json_response(request.app[STATE].stats.snapshot(time.monotonic(), detail=detail))

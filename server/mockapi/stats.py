@@ -53,7 +53,7 @@ class Stats:
         elapsed = now - self.started
         seconds = int(elapsed) + 1
         buckets: list[Counter[str]] = [Counter() for _ in range(seconds)]
-        for arrival, status in zip(self.arrivals, self.statuses):
+        for arrival, status in zip(self.arrivals, self.statuses, strict=True):
             buckets[min(int(arrival), seconds - 1)][status] += 1
         result: dict[str, Any] = {
             "elapsed": round(elapsed, 6),

@@ -16,7 +16,9 @@ import pytest
 from course.servers import _json_identity, start_server
 
 
-async def _hammer(session: aiohttp.ClientSession, *, workers: int, seconds: float, limit: int) -> list[aiohttp.ClientResponse]:
+async def _hammer(
+    session: aiohttp.ClientSession, *, workers: int, seconds: float, limit: int
+) -> list[aiohttp.ClientResponse]:
     """``workers`` concurrent loops of GET /items/{n} for at most ``seconds`` and ``limit`` requests."""
     counter = itertools.count()
     deadline = time.monotonic() + seconds
@@ -39,11 +41,11 @@ async def test_rate_limit_never_admits_more_than_r_in_any_window(api):
     # window, which left a single window of admissions to check.
     answers = await _hammer(api.session, workers=8, seconds=1.5, limit=20_000)
     stats = await api.stats()
-    admitted = [a for a, s in zip(stats["arrivals"], stats["statuses"]) if s == "200"]
+    admitted = [a for a, s in zip(stats["arrivals"], stats["statuses"], strict=True) if s == "200"]
     assert stats["by_status"]["429"] > 0 and len(admitted) >= requests * 2
     # Any window of `per` seconds holds at most `requests` admissions: the
     # (i + R)-th admission comes at least `per` after the i-th (arrivals are rounded to 1 us).
-    gaps = [later - earlier for earlier, later in zip(admitted, admitted[requests:])]
+    gaps = [later - earlier for earlier, later in zip(admitted, admitted[requests:], strict=False)]
     assert min(gaps) >= per - 2e-6
     for response in answers:
         if response.status == 429:
@@ -117,7 +119,7 @@ def test_emails_are_identical_across_processes_and_hash_seeds(live_api):
         other.stop()
         reseeded.stop()
     assert mine == theirs
-    assert sum(a != b for a, b in zip(mine, different)) >= len(ids) - 2
+    assert sum(a != b for a, b in zip(mine, different, strict=True)) >= len(ids) - 2
 
 
 def test_logs_where_it_serves_and_stops_cleanly_on_sigterm():
