@@ -158,7 +158,7 @@ def test_server_exits_with_a_message_when_its_port_is_taken():
             text=True,
             timeout=60,
         )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "address already in use" in done.stderr.lower()
 
 
