@@ -2,7 +2,8 @@
 
 Each test names the finding it reproduces: (1) a secret key from the
 repository, (3) idle and slow connections, (4) password guessing,
-(6) one user holding every waiting seat, (7) the command line.
+(5) a huge request body, (6) one user holding every waiting seat,
+(7) the command line.
 """
 
 from __future__ import annotations
@@ -378,6 +379,22 @@ def test_one_user_cannot_hold_every_waiting_seat(seated_server):
         with other.get("/notifications/stream", stream=True) as theirs:
             assert theirs.status_code == 200
         assert greedy.get("/notifications").status_code == 200  # plain polls are not seats
+
+
+# -- (5) body size, through waitress ------------------------------------------------------------
+
+
+def test_a_5_mb_message_is_refused_with_413_and_not_echoed(seated_server):
+    """Finding 5: a 5 MB message body was accepted and echoed back in the form."""
+    sender = WebUser(seated_server.url, f"big{next(_names)}").register_and_login()
+    page = sender.get(f"/send_message/{sender.username}")
+    answer = sender.session.post(
+        f"{seated_server.url}/send_message/{sender.username}",
+        data={"message": "x" * (5 * 1024 * 1024), "csrf_token": csrf_token(page.text)},
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 413
+    assert len(answer.content) < 10_000
 
 
 # -- (3) idle and slow connections --------------------------------------------------------------
