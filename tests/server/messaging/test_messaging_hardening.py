@@ -262,35 +262,43 @@ def test_failures_from_one_address_across_names_get_429(throttled):
     assert refused.status_code == 429 and "from your address" in refused.text
 
 
+def occupy(hasher: PasswordHasher, places: int) -> tuple[threading.Event, list[threading.Thread]]:
+    """Fill ``places`` of the hasher's places with jobs that wait for the returned event."""
+    release = threading.Event()
+    jobs = [threading.Thread(target=hasher._run, args=(lambda _a, _b: release.wait(30), "", "")) for _ in range(places)]
+    for job in jobs:
+        job.start()
+    while hasher.load() < places:
+        time.sleep(0.001)
+    return release, jobs
+
+
 def test_a_full_hashing_queue_answers_503_with_retry_after(tmp_path):
-    app = make_app(tmp_path, PASSWORD_HASH_METHOD="pbkdf2:sha256:3000000")
-    app.extensions["password_hasher"] = slow = PasswordHasher("pbkdf2:sha256:3000000", workers=1, queue=0)
-    busy = threading.Thread(target=slow.hash, args=("occupied",))
-    busy.start()
+    app = make_app(tmp_path)
+    app.extensions["password_hasher"] = hasher = PasswordHasher(FAST_HASH, workers=1, queue=1)
+    release, jobs = occupy(hasher, 2)
     try:
-        while slow.load() == 0:
-            time.sleep(0.001)
-        answer = FormClient(app.test_client()).login("nobody", "x")
-        if busy.is_alive():  # (the slow hash is still running: else the machine was idle for seconds)
-            assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
+        for client, form in ((FormClient(app.test_client()), "login"), (FormClient(app.test_client()), "register")):
+            answer = client.login("nobody", "x") if form == "login" else client.register("newcomer")
+            assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1, form
+            assert "too many sign-ins at once" in answer.text
     finally:
-        busy.join()
+        release.set()
+        for job in jobs:
+            job.join()
+    assert FormClient(app.test_client()).register("newcomer").status_code == 302  # free again
 
 
-def test_the_hasher_runs_at_most_workers_plus_queue():
-    hasher = PasswordHasher("pbkdf2:sha256:3000000", workers=1, queue=1)
-    started = [threading.Thread(target=hasher.hash, args=(f"pw{i}",)) for i in range(2)]
-    for thread in started:
-        thread.start()
+def test_the_hasher_runs_at_most_workers_plus_queue_then_refuses():
+    hasher = PasswordHasher(FAST_HASH, workers=1, queue=2)
+    release, jobs = occupy(hasher, 3)
     try:
-        while hasher.load() < 2 and any(t.is_alive() for t in started):
-            time.sleep(0.001)
-        if hasher.load() == 2:
-            with pytest.raises(HasherBusy):
-                hasher.hash("third")
+        with pytest.raises(HasherBusy):
+            hasher.hash("fourth")
     finally:
-        for thread in started:
-            thread.join()
+        release.set()
+        for job in jobs:
+            job.join()
     assert hasher.load() == 0
     assert hasher.check(hasher.hash("right"), "right") and not hasher.check(None, "right")
 
