@@ -314,6 +314,11 @@ def start_messaging_app(
     way to give a test or a lesson a database of its own.
     ``config`` entries are passed as environment variables (e.g.
     ``{"NOTIFY_POLL_INTERVAL_MS": "200"}``).
+
+    No secret key is passed unless ``config`` (or the environment) has a
+    ``SECRET_KEY``: the app then generates a random one, kept in its instance
+    folder (``folder``, else ``./instance``) so that a restarted server
+    still accepts the sessions it signed.
     """
     env = dict(config or {})
     if folder is not None:

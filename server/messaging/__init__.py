@@ -13,8 +13,18 @@ Configuration, from environment variables (or ``create_app(overrides)``):
                              (``postgresql+psycopg://user:pw@host/db``, needs
                              ``psycopg[binary]``; see README.md)
 ``MESSAGING_INSTANCE_PATH``  folder for that file (default ``./instance``)
-``SECRET_KEY``               signs sessions and CSRF tokens (default: a
-                             development key; set your own outside a classroom)
+``SECRET_KEY``               signs sessions, remember-me cookies and CSRF
+                             tokens. Unset: a random key is generated once and
+                             kept in ``secret_key`` in the instance folder
+                             (mode 0600); the command line refuses to listen on
+                             anything but loopback without one
+``SESSION_COOKIE_SECURE``    1: send the session and remember-me cookies over
+                             HTTPS only (default 0; set it behind HTTPS)
+``SESSION_COOKIE_SAMESITE``  ``Lax`` (default), ``Strict`` or ``None`` (needs
+                             ``SESSION_COOKIE_SECURE=1``), for both cookies
+``REMEMBER_COOKIE_DAYS``     how long "Remember me" keeps one signed in (14)
+``MAX_CONTENT_LENGTH``       largest request body in bytes; more is a 413
+                             (default 65536)
 ``MESSAGES_PER_PAGE``        page size of /messages (default 10)
 ``NOTIFY_TRANSPORT``         how pages get notifications: ``poll`` (default),
                              ``longpoll`` or ``sse``; ``?transport=`` on any
@@ -29,16 +39,33 @@ Configuration, from environment variables (or ``create_app(overrides)``):
                              more get 503 + Retry-After (default: unlimited,
                              and ``--threads`` minus a reserve when served by
                              ``python -m server.messaging``)
+``MAX_WAITING_PER_USER``     how many of them one user may hold; more get 429
+                             + Retry-After (default 4; 0: unlimited)
+``LOGIN_FAILURES_PER_ACCOUNT``  failed sign-ins allowed per user name within
+                             ``LOGIN_THROTTLE_SECONDS``; then 429 + Retry-After
+                             (default 10; 0: no limit)
+``LOGIN_FAILURES_PER_ADDRESS``  the same per client address (default 50)
+``LOGIN_THROTTLE_SECONDS``   the sliding window of both (default 600)
 ``PASSWORD_HASH_METHOD``     werkzeug hash method (default ``scrypt``; tests and
                              load tests may pick a cheaper ``pbkdf2:sha256:1000``)
+``PASSWORD_HASH_WORKERS``    how many password hashes run at once (default 2;
+                             scrypt takes 32 MiB each, see ``passwords``)
+``PASSWORD_HASH_QUEUE``      how many more may wait for one; past that a sign-in
+                             or registration gets 503 + Retry-After (default 256)
 ``MESSAGING_THREADS``        default of ``--threads`` (64)
+``MESSAGING_CONNECTION_LIMIT``  default of ``--connection-limit`` (10000)
+``MESSAGING_IDLE_TIMEOUT``   default of ``--idle-timeout`` (30 seconds)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import secrets
+import weakref
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +76,33 @@ from werkzeug.wrappers import Response
 from .database import configure_engine
 from .extensions import bootstrap, csrf, db, login_manager, migrate
 from .hub import NotificationHub
+from .passwords import PasswordHasher
+from .throttle import LoginThrottle
 
-__all__ = ["ConfigError", "__version__", "config_from_env", "create_app", "upgrade_database"]
+__all__ = [
+    "SECRET_KEY_FILE",
+    "ConfigError",
+    "__version__",
+    "config_from_env",
+    "create_app",
+    "instance_secret_key",
+    "upgrade_database",
+]
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 MIGRATIONS = HERE / "migrations"
+#: The file in the instance folder that keeps a generated ``SECRET_KEY``.
+SECRET_KEY_FILE = "secret_key"
 
 _DEFAULTS: dict[str, Any] = {
-    "SECRET_KEY": "dev-only-secret-change-me",
+    "SESSION_COOKIE_SECURE": False,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_DAYS": 14,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
     "MESSAGES_PER_PAGE": 10,
     "NOTIFY_TRANSPORT": "poll",
     "NOTIFY_POLL_INTERVAL_MS": 10000,
@@ -68,8 +110,49 @@ _DEFAULTS: dict[str, Any] = {
     "NOTIFY_RECHECK_SECONDS": 5.0,
     "SSE_HEARTBEAT_SECONDS": 15.0,
     "SSE_RETRY_MS": 2000,
-    "PASSWORD_HASH_METHOD": "scrypt",
     "MAX_WAITING_REQUESTS": 0,  # 0: no limit
+    "MAX_WAITING_PER_USER": 4,  # 0: no limit
+    "LOGIN_FAILURES_PER_ACCOUNT": 10,  # 0: no limit
+    "LOGIN_FAILURES_PER_ADDRESS": 50,  # 0: no limit
+    "LOGIN_THROTTLE_SECONDS": 600.0,
+    "PASSWORD_HASH_METHOD": "scrypt",
+    "PASSWORD_HASH_WORKERS": 2,
+    "PASSWORD_HASH_QUEUE": 256,
+}
+# Numbers that must be above 0 (the others may be 0).
+_POSITIVE = {
+    "REMEMBER_COOKIE_DAYS",
+    "MAX_CONTENT_LENGTH",
+    "MESSAGES_PER_PAGE",
+    "NOTIFY_POLL_INTERVAL_MS",
+    "SSE_HEARTBEAT_SECONDS",
+    "NOTIFY_RECHECK_SECONDS",
+    "LOGIN_THROTTLE_SECONDS",
+    "PASSWORD_HASH_WORKERS",
+}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+#: Sent with every response: the page's scripts and styles come from this site only
+#: (Bootstrap is served locally), and no other site may frame its pages.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",  # Bootstrap's CSS draws some icons as data: SVGs
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -82,26 +165,47 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     config: dict[str, Any] = {}
     for key, default in _DEFAULTS.items():
-        if key not in env:
-            config[key] = default
-            continue
-        try:
-            config[key] = type(default)(env[key])
-        except ValueError:
-            raise ConfigError(
-                f"{key}={env[key]!r} is not a valid {type(default).__name__}; "
-                f"unset it to use the default {default!r}"
-            ) from None
+        config[key] = default if key not in env else _parse(key, env[key], default)
     if config["NOTIFY_TRANSPORT"] not in ("poll", "longpoll", "sse"):
         raise ConfigError(
             f"NOTIFY_TRANSPORT={config['NOTIFY_TRANSPORT']!r}: use poll, longpoll or sse"
         )
+    if "SECRET_KEY" in env:
+        config["SECRET_KEY"] = env["SECRET_KEY"]
     instance = Path(env.get("MESSAGING_INSTANCE_PATH", "instance")).resolve()
     config["INSTANCE_PATH"] = str(instance)
     config["SQLALCHEMY_DATABASE_URI"] = env.get(
         "DATABASE_URL", f"sqlite:///{instance / 'messaging.db'}"
     )
     return config
+
+
+def _parse(key: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default``, within the bounds the app can use."""
+    kind = type(default).__name__
+    if isinstance(default, bool):
+        if text.strip().lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"{key}={text!r} is not a yes/no value: use 1 or 0")
+        return text.strip().lower() in _TRUE
+    if isinstance(default, str):
+        if key == "SESSION_COOKIE_SAMESITE":
+            if text.lower() not in _SAMESITE:
+                raise ConfigError(f"{key}={text!r}: use Lax, Strict or None")
+            return _SAMESITE[text.lower()]
+        return text
+    try:
+        value = type(default)(text)
+    except ValueError:
+        raise ConfigError(
+            f"{key}={text!r} is not a valid {kind}; unset it to use the default {default!r}"
+        ) from None
+    positive = key in _POSITIVE
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ConfigError(
+            f"{key}={text!r} must be a finite number {'> 0' if positive else '>= 0'}; "
+            f"unset it to use the default {default!r}"
+        )
+    return value
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = True) -> Flask:
@@ -112,13 +216,26 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
     """
     config = config_from_env()
     config.update(overrides or {})
-    Path(config["INSTANCE_PATH"]).mkdir(parents=True, exist_ok=True)
-    app = Flask(__name__, instance_path=config["INSTANCE_PATH"])
+    instance = Path(config["INSTANCE_PATH"])
+    instance.mkdir(parents=True, exist_ok=True)
+    if "SECRET_KEY" not in config or config["SECRET_KEY"] is None:
+        config["SECRET_KEY"] = instance_secret_key(instance)
+    elif not config["SECRET_KEY"]:
+        raise ConfigError("SECRET_KEY is empty: set a long random value, or unset it to use a generated one")
+    if config["SESSION_COOKIE_SAMESITE"] == "None" and not config["SESSION_COOKIE_SECURE"]:
+        raise ConfigError("SESSION_COOKIE_SAMESITE=None needs SESSION_COOKIE_SECURE=1 (browsers refuse it otherwise)")
+    app = Flask(__name__, instance_path=str(instance))
     app.config.update(config)
     app.config.update(
         APP_VERSION=__version__,
         BOOTSTRAP_SERVE_LOCAL=True,  # no CDN: classrooms may be offline
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(app.config["SQLALCHEMY_DATABASE_URI"]),
+        # The remember-me cookie gets the session cookie's flags (Flask-Login's own defaults
+        # are no SameSite and a year's duration).
+        REMEMBER_COOKIE_DURATION=timedelta(days=app.config["REMEMBER_COOKIE_DAYS"]),
+        REMEMBER_COOKIE_SECURE=app.config["SESSION_COOKIE_SECURE"],
+        REMEMBER_COOKIE_SAMESITE=app.config["SESSION_COOKIE_SAMESITE"],
+        REMEMBER_COOKIE_HTTPONLY=True,
     )
 
     db.init_app(app)
@@ -127,7 +244,20 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
     bootstrap.init_app(app)
-    app.extensions["notification_hub"] = NotificationHub(app.config["MAX_WAITING_REQUESTS"] or None)
+    app.extensions["notification_hub"] = NotificationHub(
+        app.config["MAX_WAITING_REQUESTS"] or None, app.config["MAX_WAITING_PER_USER"] or None
+    )
+    hasher = app.extensions["password_hasher"] = PasswordHasher(
+        app.config["PASSWORD_HASH_METHOD"],
+        workers=app.config["PASSWORD_HASH_WORKERS"],
+        queue=app.config["PASSWORD_HASH_QUEUE"],
+    )
+    weakref.finalize(app, hasher.close)  # its threads end with the app (tests make many apps)
+    app.extensions["login_throttle"] = LoginThrottle(
+        per_account=app.config["LOGIN_FAILURES_PER_ACCOUNT"] or None,
+        per_address=app.config["LOGIN_FAILURES_PER_ADDRESS"] or None,
+        window=app.config["LOGIN_THROTTLE_SECONDS"],
+    )
 
     from . import api, auth, main  # the blueprints import the models
 
@@ -135,12 +265,65 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.before_request(_refuse_nul_characters)
+    app.after_request(_add_security_headers)
 
     with app.app_context():
         configure_engine(db.engine)
         if upgrade:
             upgrade_database(app)
     return app
+
+
+def instance_secret_key(folder: Path) -> str:
+    """The secret key kept in ``folder/secret_key``, generated on first use.
+
+    The file is created with mode 0600 (only its owner may read it), and
+    atomically: two processes starting at once end up with the same key. A
+    key is generated only when ``SECRET_KEY`` is not set; a server that others
+    can reach must be given one (``python -m server.messaging`` refuses to
+    listen on a non-loopback address without it).
+    """
+    path = folder / SECRET_KEY_FILE
+    key = _read_key(path)
+    if key:
+        if path.stat().st_mode & 0o077:
+            log.warning("%s can be read by other users: chmod 600 it", path)
+        return key
+    draft = folder / f".{SECRET_KEY_FILE}-{os.getpid()}-{secrets.token_hex(4)}"
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_hex(32) + "\n")
+    try:
+        os.link(draft, path)  # fails if another process got there first: use its key
+        log.info("no SECRET_KEY set: generated one and kept it in %s (mode 0600)", path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        if not path.exists():
+            os.replace(draft, path)
+            log.info("no SECRET_KEY set: generated one and kept it in %s (mode 0600)", path)
+    finally:
+        draft.unlink(missing_ok=True)
+    key = _read_key(path)
+    if not key:
+        raise ConfigError(f"{path} holds no key: delete it (a new one is generated) or set SECRET_KEY")
+    return key
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return ""
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a key this app wrote: delete it or set SECRET_KEY") from None
+
+
+def _add_security_headers(response: Response) -> Response:
+    """Headers every response carries (see ``SECURITY_HEADERS``)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 NUL_MESSAGE = "text may not contain NUL characters (U+0000)"

@@ -10,44 +10,145 @@ Past ``--threads`` minus a reserve (``MAX_WAITING_REQUESTS``), waiting
 requests are refused with 503 so pages and sends still get a thread.
 Waitress sends streamed output as soon as it is written (``send_bytes=1``),
 so Server-Sent Events reach the browser at once.
+
+Connections that are open but have no request running cost no thread:
+waitress's one I/O thread holds up to ``--connection-limit`` of them and
+closes those idle for ``--idle-timeout`` seconds (see README.md for what
+that absorbs and what it does not).
+
+A bad argument, a port in use, or a setting the app cannot use ends the
+program with a one-line error and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import logging
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from . import create_app
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from . import ConfigError, create_app
 from .seed import seed_demo
 
 log = logging.getLogger("server.messaging")
 
+USAGE_ERROR = 2
+MAX_THREADS = 4096
+DEFAULT_THREADS = 64
+DEFAULT_CONNECTION_LIMIT = 10_000
+CONNECTION_LIMITS = (1, 1_000_000)
+DEFAULT_IDLE_TIMEOUT = 30
+IDLE_TIMEOUTS = (1, 3600)
+#: Descriptors kept free beyond the connections: the listening socket, the
+#: database files of each thread's connection, logs.
+_FILE_RESERVE = 64
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.messaging", description=__doc__.split("\n\n")[0])
+
+class UsageError(Exception):
+    """A command-line argument or setting the program cannot use."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _whole_number(low: int, high: int, meaning: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}{meaning}")
+        return value
+
+    return parse
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="python -m server.messaging", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument(
+        "--port",
+        type=_whole_number(0, 65535, " (0: any free port)"),
+        default=5000,
+        help="port, 1-65535, or 0 for any free port (the log says which); default 5000",
+    )
     parser.add_argument(
         "--threads",
-        type=int,
-        default=int(os.environ.get("MESSAGING_THREADS", "64")),
-        help="worker threads; each open long poll or stream holds one (default 64, or $MESSAGING_THREADS)",
+        type=_whole_number(1, MAX_THREADS),
+        default=None,
+        help=f"worker threads, 1-{MAX_THREADS}; each open long poll or stream holds one "
+        f"(default {DEFAULT_THREADS}, or $MESSAGING_THREADS)",
     )
-    commands = parser.add_subparsers(dest="command")
+    parser.add_argument(
+        "--connection-limit",
+        type=_whole_number(*CONNECTION_LIMITS),
+        default=None,
+        help=f"open connections accepted at once (default {DEFAULT_CONNECTION_LIMIT}, or "
+        "$MESSAGING_CONNECTION_LIMIT; lowered to what the open-file limit allows)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_whole_number(*IDLE_TIMEOUTS),
+        default=None,
+        help=f"seconds before a connection with no request running is closed (default {DEFAULT_IDLE_TIMEOUT}, "
+        "or $MESSAGING_IDLE_TIMEOUT)",
+    )
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     seed = commands.add_parser("seed-demo", help="create users user1..userN (password 'password') and messages")
-    seed.add_argument("--users", type=int, default=5)
-    seed.add_argument("--messages", type=int, default=20)
-    seed.add_argument("--seed", type=int, default=0)
+    seed.add_argument("--users", type=_whole_number(1, 100_000), default=5, help="how many users (default 5)")
+    seed.add_argument("--messages", type=_whole_number(0, 1_000_000), default=20, help="how many messages (default 20)")
+    seed.add_argument("--seed", type=_whole_number(0, 2**63 - 1), default=0, help="random seed (default 0)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as exc:
+        parser.error(str(exc))
+    except ConfigError as exc:
+        parser.exit(USAGE_ERROR, f"{parser.prog}: error: {exc}\n")
+    except SQLAlchemyError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        status = USAGE_ERROR if isinstance(exc, ArgumentError) else 1
+        parser.exit(status, f"{parser.prog}: error: cannot use the database: {detail}\n")
+
+
+def _run(args: argparse.Namespace) -> int:
+    threads = _from_env(args.threads, "MESSAGING_THREADS", DEFAULT_THREADS, 1, MAX_THREADS)
+    wanted_connections = _from_env(
+        args.connection_limit, "MESSAGING_CONNECTION_LIMIT", DEFAULT_CONNECTION_LIMIT, *CONNECTION_LIMITS
+    )
+    idle_timeout = _from_env(args.idle_timeout, "MESSAGING_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT, *IDLE_TIMEOUTS)
+    if args.command == "seed-demo" and args.users < 2 and args.messages:
+        raise UsageError("messages need at least 2 users: pass --users 2 or more, or --messages 0")
+    if args.command is None:
+        if not os.environ.get("SECRET_KEY") and not is_loopback(args.host):
+            raise UsageError(
+                f"--host {args.host} lets other machines connect: set SECRET_KEY to a long random value first "
+                "(without it the app signs sessions with a key generated in its instance folder, fine on loopback)"
+            )
+        _check_can_listen(args.host, args.port)  # before the database is created or migrated
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     overrides = {}
     if "MAX_WAITING_REQUESTS" not in os.environ:
         # Keep threads free for pages and sends however many clients wait.
-        overrides["MAX_WAITING_REQUESTS"] = max(1, args.threads - max(4, args.threads // 8))
+        overrides["MAX_WAITING_REQUESTS"] = max(1, threads - max(4, threads // 8))
     app = create_app(overrides)
 
     if args.command == "seed-demo":
@@ -58,29 +159,132 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
 
-    from waitress import serve
+    from waitress.server import MultiSocketServer, create_server
 
-    log.info(
-        "messaging app on http://%s:%s with %d threads, at most %s waiting requests",
-        args.host,
-        args.port,
-        args.threads,
-        app.config["MAX_WAITING_REQUESTS"] or "unlimited",
-    )
-    serve(
-        app,
-        host=args.host,
-        port=args.port,
-        threads=args.threads,
-        connection_limit=max(1000, 4 * args.threads),
-        asyncore_use_poll=True,  # select() stops at 1024 descriptors
-        channel_timeout=300,
-        # Keep reading while a request runs, so a waiting long poll or stream
-        # notices its client hung up (environ["waitress.client_disconnected"]).
-        channel_request_lookahead=4,
-        ident="messaging",
-    )
+    connection_limit = _connection_limit(wanted_connections, threads)
+    try:
+        server = create_server(
+            app,
+            host=args.host,
+            port=args.port,
+            threads=threads,
+            connection_limit=connection_limit,
+            asyncore_use_poll=True,  # select() stops at 1024 descriptors
+            # A connection with no request running is closed after this long idle;
+            # checked every few seconds (waitress's default is every 30 s).
+            channel_timeout=idle_timeout,
+            cleanup_interval=min(5, idle_timeout),
+            # Keep reading while a request runs, so a waiting long poll or stream
+            # notices its client hung up (environ["waitress.client_disconnected"]).
+            channel_request_lookahead=4,
+            # Refuse a larger body before reading it all (Flask checks it again).
+            max_request_body_size=app.config["MAX_CONTENT_LENGTH"],
+            ident="messaging",
+        )
+    except OSError as exc:
+        raise UsageError(_bind_error(args.host, args.port, exc)) from None
+    if isinstance(server, MultiSocketServer):
+        listening = list(server.effective_listen)
+    else:
+        address, number = server.getsockname()
+        listening = [(address, int(number))]
+    for host, port in listening:
+        log.info(
+            "messaging app on http://%s:%s with %d threads, at most %s waiting requests, %d connections",
+            f"[{host}]" if ":" in str(host) else host,
+            port,
+            threads,
+            app.config["MAX_WAITING_REQUESTS"] or "unlimited",
+            connection_limit,
+        )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
     return 0
+
+
+def _from_env(given: int | None, variable: str, default: int, low: int, high: int) -> int:
+    """The option's value if given, else the environment variable's, else ``default``."""
+    if given is not None:
+        return given
+    text = os.environ.get(variable, str(default))
+    try:
+        return _whole_number(low, high)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{variable}={text!r}: {exc}") from None
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` reachable from this machine only (127.0.0.0/8, ::1, localhost)?"""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    if not host:
+        return False  # "" means every interface
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)
+
+
+def _connection_limit(wanted: int, threads: int) -> int:
+    """``wanted``, lowered if the open-file limit cannot hold that many sockets.
+
+    Raises the soft ``RLIMIT_NOFILE`` as far as the hard one allows, as
+    servers commonly do (the usual soft default, 1024, is far too low).
+    """
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return wanted
+    needed = wanted + 3 * threads + _FILE_RESERVE  # a SQLite connection per thread: 3 files
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    allowed = max(1, soft - 3 * threads - _FILE_RESERVE)
+    log.warning(
+        "the open-file limit (%d) holds only %d connections, not %d: raise it (ulimit -n) to accept more",
+        soft,
+        allowed,
+        wanted,
+    )
+    return allowed
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Raise ``UsageError`` now if ``host:port`` cannot be listened on (e.g. in use)."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, protocol, _, address in addresses:
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
+                probe.bind(address)
+    except OSError as exc:
+        raise UsageError(_bind_error(host, port, exc)) from None
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use: stop the program using it, or pick another --port"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} of {host}: pick a port above 1023"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on --host {host}: not an address of this machine ({exc.strerror or exc})"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":

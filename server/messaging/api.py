@@ -15,7 +15,9 @@ All three deliver the same objects, ``Notification.to_dict()``::
 
 A server has a limited number of threads, and each waiting request holds
 one: past ``MAX_WAITING_REQUESTS`` waiting requests, the two waiting
-endpoints answer ``503`` with ``Retry-After`` (clients back off and retry).
+endpoints answer ``503`` with ``Retry-After`` (clients back off and retry);
+a user who already holds ``MAX_WAITING_PER_USER`` of them gets ``429`` with
+``Retry-After`` instead, so one user cannot take every seat.
 
 Without a session every endpoint answers ``401`` with a JSON error (a script
 cannot do anything useful with the login page a redirect would give it); a
@@ -37,6 +39,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from flask_login import current_user
 
 from .extensions import db
+from .hub import NoSeat
 from .inbox import hub
 from .models import MAX_CURSOR, Notification, User, notifications_after
 
@@ -54,6 +57,13 @@ class BadParameter(ValueError):
 @bp.errorhandler(BadParameter)
 def _bad_parameter(error: BadParameter) -> tuple[Response, int]:
     return jsonify(error=str(error)), 400
+
+
+@bp.errorhandler(NoSeat)
+def _no_seat(refusal: NoSeat) -> tuple[Response, int, dict[str, str]]:
+    """429 when this user holds too many waiting requests, 503 when the server does."""
+    status = 429 if refusal.per_user else 503
+    return jsonify(error=str(refusal)), status, {"Retry-After": str(refusal.retry_after)}
 
 
 def json_login_required(view: F) -> F:
@@ -75,33 +85,27 @@ def notifications() -> Response:
     return jsonify([n.to_dict() for n in _newer(current_user, since, after)])
 
 
-def _newer(user: User, since: float | None, after: int | None) -> list[Notification]:
-    """By cursor when ``after`` is given, else by the lesson's timestamp."""
+def _newer(user: User | None, since: float | None, after: int | None) -> list[Notification]:
+    """By cursor when ``after`` is given, else by the lesson's timestamp (none for no user)."""
+    if user is None:  # deleted while a request waited for it
+        return []
     if after is not None:
         return user.notifications_after(after)
     return user.notifications_since(since if since is not None else 0.0)
 
 
-def _server_busy() -> tuple[Response, int, dict[str, str]]:
-    return (
-        jsonify(error="too many clients are waiting for notifications; retry shortly"),
-        503,
-        {"Retry-After": "2"},
-    )
-
-
 @bp.route("/notifications/wait")
 @json_login_required
-def wait_for_notifications() -> Response | tuple[Response, int, dict[str, str]]:
+def wait_for_notifications() -> Response:
     since, after = _cursor_params()
     limit = current_app.config["LONG_POLL_TIMEOUT"]
     timeout = _number("timeout", request.args.get("timeout"), default=limit, low=0.0, high=limit)
-    if not hub().take_seat():
-        return _server_busy()
+    user_id = current_user.id
+    hub().take_seat(user_id)  # or NoSeat: 429/503 with Retry-After
     try:
-        return _wait(current_user.id, since, after, timeout)
+        return _wait(user_id, since, after, timeout)
     finally:
-        hub().leave_seat()
+        hub().leave_seat(user_id)
 
 
 def _wait(user_id: int, since: float | None, after: int | None, timeout: float) -> Response:
@@ -135,15 +139,15 @@ def _sleep_until_changed(user_id: int, seen: int, timeout: float, gone: Callable
 
 @bp.route("/notifications/stream")
 @json_login_required
-def stream_notifications() -> Response | tuple[Response, int, dict[str, str]]:
+def stream_notifications() -> Response:
     after = _integer("Last-Event-ID", request.headers.get("Last-Event-ID"))
     if after is None:
         after = _integer("after", request.args.get("after"))
-    if not hub().take_seat():
-        return _server_busy()
+    user_id, seats = current_user.id, hub()
+    seats.take_seat(user_id)  # or NoSeat: 429/503 with Retry-After
     config = current_app.config
     events = _event_stream(
-        current_user.id,
+        user_id,
         after or 0,
         gone=_client_gone_check(),
         heartbeat=config["SSE_HEARTBEAT_SECONDS"],
@@ -157,7 +161,7 @@ def stream_notifications() -> Response | tuple[Response, int, dict[str, str]]:
     )
     # The WSGI server closes the response when the stream ends: the client
     # went away (noticed within a second, or at the next write) or it failed.
-    response.call_on_close(hub().leave_seat)
+    response.call_on_close(functools.partial(seats.leave_seat, user_id))
     return response
 
 

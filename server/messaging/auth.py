@@ -1,29 +1,43 @@
-"""Blueprint ``auth``: register, log in, log out (the lesson's /auth/... URLs)."""
+"""Blueprint ``auth``: register, log in, log out (the lesson's /auth/... URLs).
+
+Signing in is throttled (``throttle``: 429 + ``Retry-After`` after too many
+failures per user name or per address) and its password check waits for
+the bounded hashing pool (``passwords``: 503 + ``Retry-After`` when it is
+full). Signing out changes the user's ``session_token``, so every cookie
+issued before, remember-me ones included, stops working.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from .database import write_transaction
 from .extensions import db
 from .forms import LoginForm, LogoutForm, RegistrationForm
-from .models import User
+from .models import User, password_matches
+from .passwords import HasherBusy
+from .throttle import LoginThrottle, LoginThrottled
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 
 @bp.route("/register", methods=["GET", "POST"])
-def register() -> str | Response:
+def register() -> str | Response | tuple[str, int, dict[str, str]]:
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = RegistrationForm()
     if form.validate_on_submit():
         user = User(username=form.username.data, email=form.email.data)
-        user.set_password(form.password.data)
+        try:
+            user.set_password(form.password.data or "")
+        except HasherBusy as busy:
+            return _refused(form, "auth/register.html", "Register", str(busy), 503, busy.retry_after)
         db.session.add(user)
         db.session.commit()
         flash("You are registered. Sign in to start.")
@@ -32,18 +46,43 @@ def register() -> str | Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response:
+def login() -> str | Response | tuple[str, int, dict[str, str]]:
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(select(User).where(User.username == form.username.data))
-        if user is None or not user.check_password(form.password.data):
+        try:
+            user = _authenticate(form.username.data or "", form.password.data or "")
+        except LoginThrottled as throttled:
+            return _refused(form, "auth/login.html", "Sign in", f"{throttled}.", 429, throttled.retry_after)
+        except HasherBusy as busy:
+            return _refused(form, "auth/login.html", "Sign in", f"{busy}.", 503, busy.retry_after)
+        if user is None:
             flash("Invalid username or password.")
             return redirect(url_for("auth.login"))
         login_user(user, remember=form.remember_me.data)
         return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", title="Sign in", form=form)
+
+
+def _authenticate(username: str, password: str) -> User | None:
+    """The user if the password is theirs, else None; counted by the login throttle."""
+    throttle: LoginThrottle = current_app.extensions["login_throttle"]
+    with throttle.attempt(username, request.remote_addr or "unknown") as attempt:
+        user = db.session.scalar(select(User).where(User.username == username))
+        if not password_matches(user, password):
+            return None
+        attempt.succeeded()
+        return user
+
+
+def _refused(
+    form: FlaskForm, template: str, title: str, reason: str, status: int, retry_after: int
+) -> tuple[str, int, dict[str, str]]:
+    """The form again, saying why, with ``status`` and ``Retry-After``."""
+    flash(reason)
+    page = render_template(template, title=title, form=form)
+    return page, status, {"Retry-After": str(retry_after)}
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -53,11 +92,19 @@ def logout() -> str | Response:
     The source lesson signs out on a plain GET link, which any page on the web
     could trigger with an ``<img src=".../auth/logout">``. A GET here only
     shows a page with the button, so old links and bookmarks still work.
+
+    Signing out revokes the user's cookies everywhere (a copy of the session
+    or remember-me cookie kept from before no longer signs anyone in).
     """
     if current_user.is_anonymous:
         return redirect(url_for("main.index"))
     form = LogoutForm()
     if form.validate_on_submit():
+        user_id = current_user.id
+        with write_transaction():
+            user = db.session.get(User, user_id)
+            if user is not None:
+                user.revoke_sessions()
         logout_user()
         flash("You are signed out.")
         return redirect(url_for("main.index"))

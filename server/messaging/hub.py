@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-__all__ = ["NotificationHub"]
+__all__ = ["NoSeat", "NotificationHub", "Seats"]
 
 
 class _Waiting:
@@ -35,6 +35,65 @@ class _Waiting:
         self.count = 0
 
 
+class NoSeat(Exception):
+    """A waiting request refused: the server's seats are all taken (``per_user``
+    False: 503) or this user holds as many as one may (``per_user`` True: 429)."""
+
+    def __init__(self, message: str, *, per_user: bool, retry_after: int) -> None:
+        super().__init__(message)
+        self.per_user = per_user
+        self.retry_after = retry_after
+
+
+class Seats:
+    """How many requests wait, in all and per user, each under a cap (``None``: none).
+
+    The per-user cap keeps one user (a script, or many tabs) from taking every
+    seat: past it that user is refused, and everyone else still gets seats.
+    """
+
+    def __init__(self, total: int | None = None, per_user: int | None = None) -> None:
+        self.total, self.per_user = total, per_user
+        self._lock = threading.Lock()
+        self._taken = 0
+        self._by_user: dict[int, int] = {}  # only users holding a seat now
+
+    def take(self, user_id: int) -> None:
+        """Reserve a seat for a waiting request of ``user_id``; raises ``NoSeat``."""
+        with self._lock:
+            held = self._by_user.get(user_id, 0)
+            if self.per_user is not None and held >= self.per_user:
+                raise NoSeat(
+                    f"you already have {held} requests waiting for notifications (the most one user may); "
+                    "close one, or retry later",
+                    per_user=True,
+                    retry_after=5,
+                )
+            if self.total is not None and self._taken >= self.total:
+                raise NoSeat(
+                    "too many clients are waiting for notifications; retry shortly", per_user=False, retry_after=2
+                )
+            self._taken += 1
+            self._by_user[user_id] = held + 1
+
+    def leave(self, user_id: int) -> None:
+        """Give back a seat taken with ``take``."""
+        with self._lock:
+            held = self._by_user.get(user_id, 0)
+            if held == 0:
+                raise RuntimeError(f"user {user_id} holds no seat to leave")
+            self._taken -= 1
+            if held == 1:
+                del self._by_user[user_id]
+            else:
+                self._by_user[user_id] = held - 1
+
+    def held(self, user_id: int | None = None) -> int:
+        """Seats taken now: by ``user_id``, or in all."""
+        with self._lock:
+            return self._taken if user_id is None else self._by_user.get(user_id, 0)
+
+
 class NotificationHub:
     """Per-user change counters, and per-user conditions to wait for them to move.
 
@@ -43,27 +102,27 @@ class NotificationHub:
     a hundred streams open, a message to one user costs one wake-up, not a
     hundred. ``wakeups`` counts the wake-ups by a publish.
 
-    ``max_waiting`` caps how many requests may wait at once (``None``: no
-    cap). In a threaded server each waiting long poll or event stream holds
-    a worker thread; keeping some threads free lets pages load and messages
-    be sent while many clients wait.
+    ``max_waiting`` caps how many requests may wait at once, ``max_per_user``
+    how many of them one user may hold (``None``: no cap; see ``Seats``). In
+    a threaded server each waiting long poll or event stream holds a worker
+    thread; keeping some threads free lets pages load and messages be sent
+    while many clients wait.
     """
 
-    def __init__(self, max_waiting: int | None = None) -> None:
+    def __init__(self, max_waiting: int | None = None, max_per_user: int | None = None) -> None:
         self._lock = threading.Lock()
         self._generation: dict[int, int] = {}
         self._waiting: dict[int, _Waiting] = {}  # only users somebody waits for now
-        self._seats = None if max_waiting is None else threading.BoundedSemaphore(max_waiting)
+        self.seats = Seats(max_waiting, max_per_user)
         self.wakeups = 0
 
-    def take_seat(self) -> bool:
-        """Reserve a place for one waiting request; False when all are taken."""
-        return self._seats is None or self._seats.acquire(blocking=False)
+    def take_seat(self, user_id: int) -> None:
+        """Reserve a place for a waiting request of ``user_id``; raises ``NoSeat``."""
+        self.seats.take(user_id)
 
-    def leave_seat(self) -> None:
+    def leave_seat(self, user_id: int) -> None:
         """Give back a place taken with ``take_seat``."""
-        if self._seats is not None:
-            self._seats.release()
+        self.seats.leave(user_id)
 
     def waiting(self) -> int:
         """How many requests are waiting now."""

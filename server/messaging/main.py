@@ -61,7 +61,7 @@ def send_message_page(recipient: str) -> str | Response:
     to = db.first_or_404(select(User).where(User.username == recipient))
     form = MessageForm()
     if form.validate_on_submit():
-        send_message(current_user, to, form.message.data)
+        send_message(current_user, to, form.message.data or "")
         flash("Your message has been sent.")
         return redirect(url_for("main.user", username=recipient))
     return render_template("send_message.html", title="Send message", form=form, recipient=recipient)

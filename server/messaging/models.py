@@ -18,6 +18,7 @@ Notifications carry two orderings:
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -37,25 +38,55 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import Insert as PostgreSQLInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship, validates
 
 from .database import UTCDateTime, utcnow
-from .extensions import db, login_manager
+from .extensions import Base, db, login_manager
+from .passwords import PasswordHasher
 
-__all__ = ["MAX_BODY_LENGTH", "MAX_CURSOR", "Message", "Notification", "User", "lock_user"]
+__all__ = [
+    "MAX_BODY_LENGTH",
+    "MAX_CURSOR",
+    "Message",
+    "Notification",
+    "User",
+    "lock_user",
+    "new_session_token",
+    "normalize_name",
+    "password_matches",
+]
 
 MAX_BODY_LENGTH = 140
 #: The largest cursor (``seq``) there can be: INTEGER columns are 32-bit on PostgreSQL.
 MAX_CURSOR = 2**31 - 1
 UNREAD_MESSAGE_COUNT = "unread_message_count"
 
-_UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+#: The INSERT of each database that knows ``ON CONFLICT ... DO UPDATE``.
+_UPSERTS: dict[str, Callable[[Any], PostgreSQLInsert | SQLiteInsert]] = {
+    "sqlite": sqlite_insert,
+    "postgresql": postgresql_insert,
+}
 
 
-class User(UserMixin, db.Model):
+def new_session_token() -> str:
+    """A fresh random value for ``User.session_token``."""
+    return secrets.token_urlsafe(32)
+
+
+def normalize_name(text: str) -> str:
+    """How user names and email addresses are stored and looked up: lower case.
+
+    ``Alice`` and ``alice`` are one user; the forms refuse anything else odd
+    (spaces, line breaks) rather than clean it up.
+    """
+    return text.lower()
+
+
+class User(UserMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     email: Mapped[str] = mapped_column(String(120), unique=True, index=True)
@@ -71,16 +102,35 @@ class User(UserMixin, db.Model):
         foreign_keys="Message.recipient_id", back_populates="recipient"
     )
     notifications: WriteOnlyMapped[Notification] = relationship(back_populates="user")
+    # What the session and remember-me cookies name the user by (``get_id``).
+    # A new value signs out every cookie issued before: on logout and on a new password.
+    session_token: Mapped[str] = mapped_column(String(64), unique=True, index=True, default=new_session_token)
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"
 
+    @validates("username", "email")
+    def _normalize(self, _key: str, value: str) -> str:
+        return normalize_name(value)
+
+    def get_id(self) -> str:
+        """Flask-Login's name for this user in cookies: the revocable token, not the id."""
+        if self.session_token is None:  # a new user not flushed yet
+            self.session_token = new_session_token()
+        return self.session_token
+
+    def revoke_sessions(self) -> None:
+        """Sign out every session and remember-me cookie this user has now."""
+        self.session_token = new_session_token()
+
     def set_password(self, password: str) -> None:
-        method = current_app.config["PASSWORD_HASH_METHOD"]
-        self.password_hash = generate_password_hash(password, method=method)
+        """Store a hash of ``password``; cookies issued before stop working."""
+        self.password_hash = _hasher().hash(password)
+        self.revoke_sessions()
 
     def check_password(self, password: str) -> bool:
-        return self.password_hash is not None and check_password_hash(self.password_hash, password)
+        """Does ``password`` match? (Runs a hash even when none is set.)"""
+        return _hasher().check(self.password_hash, password)
 
     def unread_message_count(self) -> int:
         """Messages received after the last visit to /messages (all, if never)."""
@@ -152,7 +202,7 @@ class User(UserMixin, db.Model):
         )
 
 
-class Message(db.Model):
+class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sender_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
@@ -168,7 +218,7 @@ class Message(db.Model):
         return f"<Message {self.id} {self.body!r}>"
 
 
-class Notification(db.Model):
+class Notification(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "name", name="uq_notification_user_name"),
         Index("ix_notification_user_seq", "user_id", "seq"),
@@ -225,6 +275,20 @@ def lock_user(user_id: int) -> User:
     return found
 
 
+def password_matches(user: User | None, password: str) -> bool:
+    """Is ``password`` that of ``user``? For no user, False after the same work
+    (a hash), so the time taken does not tell which user names exist."""
+    if user is None:
+        return _hasher().check(None, password)
+    return user.check_password(password)
+
+
+def _hasher() -> PasswordHasher:
+    hasher: PasswordHasher = current_app.extensions["password_hasher"]
+    return hasher
+
+
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+def load_user(session_token: str) -> User | None:
+    """The user a cookie names (``User.get_id``), if that token is still theirs."""
+    return db.session.scalar(select(User).where(User.session_token == session_token))

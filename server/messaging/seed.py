@@ -18,7 +18,10 @@ __all__ = ["DEMO_PASSWORD", "SeedReport", "seed_database", "seed_demo"]
 
 DEMO_PASSWORD = "password"
 
-_WORDS = ["lunch", "tomorrow", "meeting", "notes", "draft", "review", "coffee", "train", "late", "early", "thanks", "great", "idea", "slides", "demo", "bug", "fixed", "ship", "it", "weekend", "plans"]
+_WORDS = [
+    "lunch", "tomorrow", "meeting", "notes", "draft", "review", "coffee", "train", "late", "early", "thanks",
+    "great", "idea", "slides", "demo", "bug", "fixed", "ship", "it", "weekend", "plans",
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ def seed_demo(app: Flask, users: int = 5, messages: int = 20, seed: int = 0) -> 
     send ``messages`` messages between them, chosen with a fixed ``seed``.
 
     Safe to call again: existing users are kept (their password is reset to
-    the demo one); the messages are added again.
+    the demo one, which signs them out only if it was another); the messages
+    are added again.
     """
     if users < 2 and messages:
         raise ValueError("messages need at least 2 users: pass users >= 2 or messages=0")
@@ -51,7 +55,8 @@ def seed_demo(app: Flask, users: int = 5, messages: int = 20, seed: int = 0) -> 
                 user = User(username=name, email=f"{name}@example.com")
                 db.session.add(user)
                 created += 1
-            user.set_password(DEMO_PASSWORD)
+            if user.password_hash is None or not user.check_password(DEMO_PASSWORD):
+                user.set_password(DEMO_PASSWORD)
         db.session.commit()
         by_name = {u.username: u for u in db.session.scalars(select(User).where(User.username.in_(names)))}
         for _ in range(messages):

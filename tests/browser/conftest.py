@@ -21,9 +21,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def server(start_messaging) -> Iterator[ServerHandle]:  # type: ignore[no-untyped-def]
-    handle = start_messaging(
+    handle = start_messaging(  # no SECRET_KEY: the app generates one, as when run by hand
         "browser-messaging",
-        SECRET_KEY="browser-tests",
         NOTIFY_POLL_INTERVAL_MS=str(POLL_INTERVAL_MS),
         LONG_POLL_TIMEOUT="10",
         SSE_HEARTBEAT_SECONDS="5",

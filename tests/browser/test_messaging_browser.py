@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,8 +129,72 @@ async def test_polling_stops_after_a_401(browser, server):
     other_tab = await page.context.new_page()
     await other_tab.goto(page.url)
     await other_tab.click("#logout")  # signs the whole context out
-    await page.wait_for_function("window.notifyState.stopped", timeout=POLL_INTERVAL_MS + SLACK_MS)
+    await page.wait_for_function("() => window.notifyState.stopped", timeout=POLL_INTERVAL_MS + SLACK_MS)
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url) if "/notifications" in r.url else None)
     await asyncio.sleep(3 * POLL_INTERVAL_MS / 1000)
     assert requests == []
+
+
+@pytest.mark.parametrize("transport", ["poll", "longpoll", "sse"])
+async def test_the_content_security_policy_blocks_nothing_the_pages_need(browser, server, transport):
+    """The pages' policy allows scripts and styles from the site only: none of its own is blocked."""
+    name = register(server, "policed")
+    page = await login_page(browser, server, name)
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    await page.add_init_script(
+        "document.addEventListener('securitypolicyviolation',"
+        " e => console.error('Content Security Policy violation: ' + e.violatedDirective + ' ' + e.blockedURI))"
+    )
+    for path in (f"/?transport={transport}", f"/user/{name}", f"/send_message/{name}", "/messages", "/auth/logout"):
+        await page.goto(server.url + path)
+        await page.wait_for_load_state("networkidle" if transport == "poll" else "load")
+    await expect(page.locator("#message_count")).to_be_hidden(timeout=SLACK_MS)
+    assert await page.locator(".navbar").evaluate("el => getComputedStyle(el).display") == "flex"
+    assert await page.evaluate("typeof bootstrap") == "object"  # Bootstrap's script ran
+    assert await page.evaluate("window.notifyState.transport") == transport  # and ours
+    assert violations == []
+
+
+@contextlib.contextmanager
+def another_site(html: str) -> Iterator[str]:
+    """A second web server on this machine, serving ``html`` at its root; yields its URL."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{site.server_address[1]}/"  # another origin, and another site
+    finally:
+        site.shutdown()
+        site.server_close()
+
+
+async def test_another_site_cannot_show_the_apps_pages_in_a_frame(browser, server):
+    """Finding 5: the pages could be framed (clickjacking). Chromium sends no cookie to a
+    cross-site frame anyway (SameSite=Lax is its default), so the sign-in form, which needs
+    none, is the one to try; the send form must not show either."""
+    name = register(server, "framed")
+    page = await login_page(browser, server, name)
+    frames = f'<iframe src="{server.url}/auth/login"></iframe><iframe src="{server.url}/send_message/{name}"></iframe>'
+    with another_site(frames) as url:
+        await page.goto(url)
+        await page.wait_for_timeout(2000)  # let the frames load, or be refused
+        children = [f for f in page.frames if f is not page.main_frame]
+        assert len(children) == 2, "the frames were not created at all"
+        for frame in children:
+            for field in ("#username", "#message"):
+                assert await frame.locator(field).count() == 0, f"{field} showed inside another site's page"

@@ -36,7 +36,8 @@
     const badge = document.getElementById("message_count");
     if (!badge) return;
     badge.textContent = count;
-    badge.style.visibility = count ? "visible" : "hidden";
+    // A class, not an inline style: the page's Content-Security-Policy allows no inline styles.
+    badge.classList.toggle("invisible", !count);
   }
 
   // The one callback, whatever the transport.

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from server.messaging.hub import NotificationHub
+from server.messaging.hub import NoSeat, NotificationHub
 
 
 def wait_in_threads(hub: NotificationHub, user_ids: list[int], timeout: float) -> tuple[list[threading.Thread], dict]:
@@ -94,7 +94,36 @@ def test_a_wait_times_out_when_nothing_changes() -> None:
 @pytest.mark.parametrize("max_waiting", [None, 2])
 def test_seats(max_waiting: int | None) -> None:
     hub = NotificationHub(max_waiting)
-    taken = [hub.take_seat() for _ in range(3)]
+    taken = []
+    for user_id in (1, 2, 3):
+        try:
+            hub.take_seat(user_id)
+            taken.append(True)
+        except NoSeat as refusal:
+            assert not refusal.per_user and refusal.retry_after > 0
+            taken.append(False)
     assert taken == ([True, True, True] if max_waiting is None else [True, True, False])
-    hub.leave_seat()
-    assert hub.take_seat() is True
+    hub.leave_seat(1)
+    hub.take_seat(3)
+    assert hub.seats.held() == 3 if max_waiting is None else 2
+
+
+def test_one_user_cannot_take_more_than_their_share_of_seats() -> None:
+    """Finding 6: one user held every waiting seat, and everyone else got 503."""
+    hub = NotificationHub(max_waiting=56, max_per_user=4)
+    for _ in range(4):
+        hub.take_seat(1)
+    with pytest.raises(NoSeat) as refused:
+        hub.take_seat(1)
+    assert refused.value.per_user and refused.value.retry_after > 0
+    for other in range(2, 12):  # the others still find seats
+        hub.take_seat(other)
+    hub.leave_seat(1)
+    hub.take_seat(1)  # a seat given back can be taken again
+    assert (hub.seats.held(1), hub.seats.held()) == (4, 14)
+
+
+def test_leaving_a_seat_one_does_not_hold_is_an_error() -> None:
+    hub = NotificationHub(max_per_user=2)
+    with pytest.raises(RuntimeError, match="holds no seat"):
+        hub.leave_seat(7)

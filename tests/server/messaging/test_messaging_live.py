@@ -263,7 +263,7 @@ async def test_twenty_concurrent_senders_over_http_leave_one_row_counting_all(li
     await notify.register(reader, url, reader_name, "pw")
     await notify.login(reader, url, reader_name, "pw")
     sessions = []
-    for i in range(senders):
+    for _ in range(senders):
         session = notify.client_session()
         name = f"crowd{next(_names)}"
         await notify.register(session, url, name, "pw")

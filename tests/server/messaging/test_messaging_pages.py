@@ -22,9 +22,10 @@ def _count(app: Flask, model: type) -> int:
 
 
 def _badge(html: str) -> tuple[str, str]:
-    match = re.search(r'id="message_count"[^>]*style="visibility: (\w+);">(\d+)<', html)
+    """("visible" or "hidden", the count) of the navigation bar's badge."""
+    match = re.search(r'id="message_count"\s+class="([^"]*)">(\d+)<', html)
     assert match, "the navigation bar has no message_count badge"
-    return match.group(1), match.group(2)
+    return ("hidden" if "invisible" in match.group(1).split() else "visible"), match.group(2)
 
 
 # -- register, login, logout ---------------------------------------------------

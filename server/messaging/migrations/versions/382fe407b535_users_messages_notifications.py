@@ -1,7 +1,7 @@
 """users, messages, notifications
 
 Revision ID: 382fe407b535
-Revises: 
+Revises:
 Create Date: 2026-11-21 20:32:16.492871
 
 """
