@@ -40,6 +40,7 @@ __all__ = [
     "Backoff",
     "Counters",
     "LoginFailed",
+    "LoginThrottled",
     "MessageRejected",
     "NotLoggedIn",
     "Notification",
@@ -114,6 +115,10 @@ class NotLoggedIn(NotifyError):
 
 class LoginFailed(NotifyError):
     """The login (or registration) form was refused; the message says why."""
+
+
+class LoginThrottled(LoginFailed):
+    """429 or 503 on the login form: too many attempts, or the server is busy hashing; wait, then retry."""
 
 
 class MessageRejected(NotifyError):
@@ -233,6 +238,11 @@ async def login(session: aiohttp.ClientSession, base_url: str, username: str, pa
     status, location, _ = await _submit_signed_out(
         session, base_url, "/auth/login", {"username": username, "password": password}
     )
+    if status in (429, 503):
+        raise LoginThrottled(
+            f"{base_url} answered {status} to the login of {username!r}: "
+            "too many attempts or a busy server; wait a little and log in again"
+        )
     if status != 302 or "/auth/login" in location:
         raise LoginFailed(f"wrong username or password for {username!r} at {base_url}")
 
@@ -296,7 +306,7 @@ async def _get_json(
 def _check(response: aiohttp.ClientResponse, url: str) -> None:
     if response.status == 401:
         raise NotLoggedIn(f"{url} answered 401: the session is not logged in; call login()")
-    if response.status >= 500:
+    if response.status == 429 or response.status >= 500:  # 429: this user holds every waiting seat it may
         pause = parse_retry_after(response.headers.get("Retry-After"), default=0.0)
         raise _Transient(f"{url} answered {response.status}", retry_after=pause)
     if response.status != 200:

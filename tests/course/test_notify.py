@@ -295,3 +295,48 @@ async def test_login_on_a_signed_in_session_switches_user(app, pair):
     await notify.logout(sender, app.url)  # signed out already: nothing to do, no error
     async with sender.get(f"{app.url}/notifications") as response:
         assert response.status == 401
+
+
+# -- a server that says "not now" (429) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_app(start_messaging) -> Iterator[ServerHandle]:  # type: ignore[no-untyped-def]
+    handle = start_messaging(
+        "notify-strict", LOGIN_FAILURES_PER_ACCOUNT="2", MAX_WAITING_PER_USER="1", LONG_POLL_TIMEOUT="5"
+    )
+    yield handle
+    handle.stop()
+
+
+async def test_a_throttled_login_says_so_instead_of_wrong_password(strict_app):
+    name, session = await new_user(strict_app, "guessed")
+    await session.close()
+    async with notify.client_session() as guesser:
+        for _ in range(2):
+            with pytest.raises(notify.LoginFailed, match="wrong username or password"):
+                await notify.login(guesser, strict_app.url, name, "not-the-password")
+        with pytest.raises(notify.LoginThrottled, match="answered 429"):
+            await notify.login(guesser, strict_app.url, name, PASSWORD)
+
+
+@pytest.mark.parametrize("transport", ["longpoll", "sse"])
+async def test_a_429_for_a_second_seat_is_retried_not_fatal(strict_app, transport):
+    _, session = await new_user(strict_app, f"seated-{transport}-")
+    try:
+        counters = [Counters(), Counters()]
+        followers = [
+            asyncio.create_task(notify.follow(session, strict_app.url, lambda note: None, transport, counters=c))
+            for c in counters
+        ]
+        for _ in range(200):  # one holds the user's only seat; the other is refused (429) and retries
+            if sum(c.errors for c in counters) >= 1 or any(f.done() for f in followers):
+                break
+            await asyncio.sleep(0.05)
+        stopped = [repr(f.exception()) for f in followers if f.done()]
+        assert not stopped, f"a follower stopped on a 429: {stopped}"
+        assert sum(c.errors for c in counters) >= 1
+        for follower in followers:
+            await _stop(follower)
+    finally:
+        await session.close()
