@@ -49,10 +49,11 @@ class LessonApp:
         """Start (or, later in the same kernel, find again) the lesson's server.
 
         ``config`` is passed to the server as environment variables (see
-        ``server.messaging``); the lesson's defaults are a fixed secret key
-        and a fast password hash.
+        ``server.messaging``); the lesson's default is a fast password hash.
+        No secret key is passed: the server generates one in its instance
+        folder, which the in-process app (``flask_app``) shares.
         """
-        settings = {"SECRET_KEY": f"{name}-secret", "PASSWORD_HASH_METHOD": FAST_HASH, **(config or {})}
+        settings = {"PASSWORD_HASH_METHOD": FAST_HASH, **(config or {})}
         folder = Path(tempfile.gettempdir()) / f"course-{name}-{_this_process()}"
         port_file = folder / "port"
         first_time = not port_file.exists()
