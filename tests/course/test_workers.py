@@ -121,9 +121,10 @@ async def test_producer_takes_a_plain_list_from_an_api_that_does_not_paginate() 
 
     app = web.Application()
     app.router.add_get("/items", everything)
-    async with TestServer(app, host="127.0.0.1") as server:
-        async with WorkerPool(str(server.make_url("/items/{item}")), workers=1) as pool:
-            ids = [item async for item in list_items(pool, str(server.make_url("")))]
+    async with TestServer(app, host="127.0.0.1") as server, WorkerPool(
+        str(server.make_url("/items/{item}")), workers=1
+    ) as pool:
+        ids = [item async for item in list_items(pool, str(server.make_url("")))]
     assert ids == ["x", "y", "z"]
 
 
@@ -248,3 +249,27 @@ async def test_the_gate_is_shared_by_every_pool_that_is_given_it(mock_api) -> No
     pool = WorkerPool(mock_api.url + "/items/{item}", workers=4, gate=gate)
     report = await asyncio.wait_for(pool.run(range(10)), timeout=30)
     assert report.succeeded == 10 and gate.is_open
+
+
+async def test_a_probe_cancelled_while_waiting_for_its_slot_lets_the_next_probe_go() -> None:
+    waiting = asyncio.Event()
+
+    class NeverASlot(RateLimiter):
+        async def acquire(self, *, hold: bool = False) -> None:
+            waiting.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    gate = Gate()
+    gate.pause(0.01)
+    pool = WorkerPool("http://127.0.0.1:9/{item}", workers=1, gate=gate, limiter=NeverASlot(10))
+    async with pool:
+        fetch = asyncio.create_task(pool.fetch(1))
+        await asyncio.wait_for(waiting.wait(), timeout=10)  # it went through the gate as the probe
+        fetch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
+    # The cancelled probe finished its turn: the pause is over, so the gate is
+    # open again and the next caller goes through (a stuck probe would keep it
+    # closed, and every caller would wait forever).
+    await asyncio.wait_for(gate.enter(), timeout=10)
+    assert gate.is_open
