@@ -34,6 +34,7 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -49,12 +50,26 @@ RequestBuilder = Callable[[Any], Request]
 Unpacker = Callable[[Any, Response], Any]
 Sink = Callable[[Outcome], "Awaitable[None] | None"]
 
+_NOT_A_SEGMENT = frozenset({"", ".", ".."})  # a URL resolves these to another path, escaped or not
+
 
 def url_for(template: str) -> RequestBuilder:
-    """A request builder: ``url_for("http://h/items/{item}")(7)`` -> GET http://h/items/7."""
+    """A request builder: ``url_for("http://h/items/{item}")(7)`` -> GET http://h/items/7.
+
+    The item fills in *one* path segment, percent-escaped: ``"a/b"`` asks for
+    ``/items/a%2Fb`` and ``"../_reset"`` for ``/items/..%2F_reset``, never for
+    another path. An empty item, ``"."`` or ``".."`` would name another path
+    however it is escaped, so building its request fails (``ValueError``;
+    the pool reports that item as a ``Failure``).
+    """
 
     def build(item: Any) -> Request:
-        return Request(template.format(item=item))
+        if type(item) is int:  # digits and "-": nothing to escape (the common case, kept cheap)
+            return Request(template.format(item=item))
+        segment = quote(str(item), safe="")
+        if segment in _NOT_A_SEGMENT:
+            raise ValueError(f"the item {item!r} cannot be a path segment: the URL would name another path")
+        return Request(template.format(item=segment))
 
     build.__qualname__ = f"url_for({template!r})"
     return build

@@ -65,3 +65,9 @@ async def test_with_a_sink_outcomes_are_handed_over_not_kept(mock_api) -> None:
     seen: list[Any] = []
     kept = await fetch_each(range(20), mock_api.url + "/items/{item}", limiter=None, on_outcome=seen.append)
     assert kept == [] and len(seen) == 20
+
+async def test_an_item_cannot_reach_another_route_of_the_server(mock_api) -> None:
+    [outcome] = await fetch_each(["../_stats"], mock_api.url + "/items/{item}", limiter=None)
+    assert isinstance(outcome, Failure) and outcome.status == 404  # asked for as an item
+    assert mock_api.stats()["by_status"] == {"404": 1}
+

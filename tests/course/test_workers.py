@@ -15,7 +15,7 @@ from course.listing import ListingError, list_items
 from course.policies import Decision, ErrorPolicy, RetryPolicy
 from course.records import Failure, Result
 from course.stats import RequestEvent
-from course.workers import WorkerPool
+from course.workers import WorkerPool, url_for
 
 MIXED_FAULTS = {
     "rate_limit": {"requests": 2000, "per": 1.0},
@@ -273,3 +273,30 @@ async def test_a_probe_cancelled_while_waiting_for_its_slot_lets_the_next_probe_
     # closed, and every caller would wait forever).
     await asyncio.wait_for(gate.enter(), timeout=10)
     assert gate.is_open
+
+def test_url_for_escapes_the_item_as_one_path_segment() -> None:
+    build = url_for("http://h/items/{item}")
+    assert build(7).url == build("7").url == "http://h/items/7"
+    assert build("a/b").url == "http://h/items/a%2Fb"
+    assert build("../../_reset").url == "http://h/items/..%2F..%2F_reset"
+    assert build("a b?c=1#d").url == "http://h/items/a%20b%3Fc%3D1%23d"
+    assert build("100%").url == "http://h/items/100%25"
+    for item in ("", ".", ".."):  # a URL resolves these to another path, however escaped
+        with pytest.raises(ValueError, match="cannot be a path segment"):
+            build(item)
+
+
+async def test_an_item_cannot_reach_another_route_of_the_server(mock_api) -> None:
+    pool = WorkerPool(mock_api.url + "/items/{item}", workers=2)
+    assert (await pool.run([1])).succeeded == 1  # something for a reset to wipe out
+    hostile = ["../../_reset", "../_stats", "..", "a/b"]
+    report = await asyncio.wait_for(pool.run(hostile), timeout=30)
+    assert report.succeeded == 0 and sorted(f.item for f in report.failures) == sorted(hostile)
+    by_item = {f.item: f for f in report.failures}
+    assert "request builder failed: ValueError" in by_item[".."].error  # never sent
+    for item in ("../../_reset", "../_stats", "a/b"):  # asked for as an item, which does not exist
+        assert by_item[item].status == 404 and f"No item {item!r}" in by_item[item].error
+    stats = mock_api.stats()
+    assert stats["items"]["served"] == 1  # no reset happened
+    assert stats["requests"] == 4 and stats["by_status"] == {"200": 1, "404": 3}
+
