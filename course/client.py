@@ -8,8 +8,8 @@ What "done right" means here:
 - the retry loop is *outside* the limiter: every attempt, retries included,
   takes its own slot (a retry inside the slot would not be counted);
 - the body is read inside the ``async with session.request(...)`` block,
-  while the connection is still ours (``course.http.send_request``, which
-  the worker pool uses too);
+  while the connection is still ours, and never past ``max_body`` bytes
+  (``course.http.send_request``, which the worker pool uses too);
 - retries are bounded (``attempts``) and jittered (``wait_random_exponential``),
   and a 429/503 waits the ``Retry-After`` the server asked for;
 - an item that runs out of attempts becomes a ``Failure`` with its last
@@ -39,7 +39,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from course.http import new_session, send_request
+from course.http import DEFAULT_MAX_BODY, new_session, send_request
 from course.policies import retry_after
 from course.records import Failure, Outcome, Request, Response, Result
 from course.workers import RequestBuilder, Unpacker, json_body, url_for
@@ -77,6 +77,7 @@ async def fetch_each(
     session: aiohttp.ClientSession | None = None,
     connections: int = 100,
     request_timeout: float = 30.0,
+    max_body: int | None = DEFAULT_MAX_BODY,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """One task per item; returns every Result/Failure (in item order).
@@ -84,7 +85,7 @@ async def fetch_each(
     With ``on_outcome`` each outcome is handed over as it completes and the
     returned list is empty (so memory holds tasks, not results). A session
     made here has ``connections`` connections and gives each request
-    ``request_timeout`` seconds.
+    ``request_timeout`` seconds; a body over ``max_body`` bytes fails its item.
     """
     builder = url_for(build) if isinstance(build, str) else build
     own = session is None
@@ -93,8 +94,8 @@ async def fetch_each(
     async def attempt(request: Request) -> Response:
         if limiter is not None:
             async with limiter:  # one slot per attempt
-                return await send_request(http, request)
-        return await send_request(http, request)
+                return await send_request(http, request, max_body=max_body)
+        return await send_request(http, request, max_body=max_body)
 
     async def one(item: Any) -> Outcome | None:
         tries = 0

@@ -15,7 +15,8 @@ How it is put together (each piece is passed in, and can be swapped):
   the *gate* pauses every worker at once (a 503) and lets one probe through;
 - the *error policy* decides, per answer, accept / retry / fail; the *retry
   policy* bounds and jitters the retries of errors;
-- ``course.http.send_request`` sends each attempt and reads its answer.
+- ``course.http.send_request`` sends each attempt and reads at most
+  ``max_body`` bytes of its answer.
 
 ``run`` hands the items to ``course.pipeline.run_stages`` with this pool as
 the only stage: a producer feeds a bounded queue (backpressure: it never
@@ -38,7 +39,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from course.http import new_session, send_request
+from course.http import DEFAULT_MAX_BODY, new_session, send_request
 from course.limiters import Gate, RateLimiter
 from course.policies import Attempt, Decision, ErrorPolicy, RetryPolicy, Verdict
 from course.records import Failure, Outcome, Request, Response, Result, RunReport
@@ -104,12 +105,15 @@ class WorkerPool:
         stats: Stats | None = None,
         queue_size: int | None = None,
         timeout: float = 30.0,
+        max_body: int | None = DEFAULT_MAX_BODY,
         session: aiohttp.ClientSession | None = None,
         progress: bool = False,
         name: str = "fetch",
     ) -> None:
         if workers < 1:
             raise ValueError(f"a WorkerPool needs at least one worker, got workers={workers}")
+        if max_body is not None and max_body < 0:
+            raise ValueError(f"max_body is a number of bytes >= 0 (or None for no limit), got {max_body}")
         self.build: RequestBuilder = url_for(build) if isinstance(build, str) else build
         self.workers = workers
         self.limiter = limiter
@@ -121,6 +125,7 @@ class WorkerPool:
         self.stats = stats if stats is not None else Stats()
         self.queue_size = queue_size if queue_size is not None else 2 * workers
         self.timeout = timeout
+        self.max_body = max_body
         self.session = session
         self.progress = progress
         self.name = name
@@ -281,7 +286,7 @@ class WorkerPool:
         error: BaseException | None = None
         started = time.perf_counter()
         try:
-            response = await send_request(session, request)
+            response = await send_request(session, request, max_body=self.max_body)
         except Exception as exc:
             error = exc
         finally:

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from course.http import DEFAULT_MAX_BODY
 from course.limiters import Gate, RateLimiter
 from course.listing import ListingError, list_items
 from course.policies import Decision, ErrorPolicy, RetryPolicy
@@ -299,4 +300,49 @@ async def test_an_item_cannot_reach_another_route_of_the_server(mock_api) -> Non
     stats = mock_api.stats()
     assert stats["items"]["served"] == 1  # no reset happened
     assert stats["requests"] == 4 and stats["by_status"] == {"200": 1, "404": 3}
+
+async def test_a_body_over_max_body_fails_the_item_at_once_without_reading_it() -> None:
+    calls = Counter()
+    finished: list[bool] = []
+    over = asyncio.Event()
+
+    async def item(request: web.Request) -> web.StreamResponse:
+        item_id = request.match_info["id"]
+        calls[item_id] += 1
+        if item_id != "big":
+            return web.json_response({"id": item_id})
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for _ in range(DEFAULT_MAX_BODY // 2**16 * 4):  # four times the default limit
+                await response.write(b"z" * 2**16)
+            await response.write_eof()
+            finished.append(True)
+        finally:
+            over.set()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/items/{id}", item)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("")) + "/items/{item}"
+        report = await asyncio.wait_for(WorkerPool(url, workers=2).run(["big", "small"]), timeout=60)
+        [failure] = report.failures  # with the default limit, 10 MiB
+        assert failure.item == "big" and failure.attempts == 1  # not retried
+        assert f"larger than max_body={DEFAULT_MAX_BODY} bytes" in failure.error
+        assert [r.data for r in report.results] == [{"id": "small"}]
+        assert calls == {"big": 1, "small": 1}
+        assert report.stats["fetch"].errors == {"ResponseTooLarge": 1}
+        # The client stopped reading and dropped the connection: the server
+        # could not write its 40 MiB (a client that read them all would let it).
+        await asyncio.wait_for(over.wait(), timeout=30)
+        assert not finished
+        report = await asyncio.wait_for(WorkerPool(url, workers=1, max_body=100).run(["tiny"]), timeout=30)
+        assert report.succeeded == 1  # a small answer stays under a small limit
+
+
+def test_max_body_must_be_a_size_or_none() -> None:
+    with pytest.raises(ValueError, match="max_body"):
+        WorkerPool("http://h/{item}", max_body=-1)
 
