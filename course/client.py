@@ -7,8 +7,9 @@ What "done right" means here:
 
 - the retry loop is *outside* the limiter: every attempt, retries included,
   takes its own slot (a retry inside the slot would not be counted);
-- the body is read inside the ``async with session.get(...)`` block, while
-  the connection is still ours;
+- the body is read inside the ``async with session.request(...)`` block,
+  while the connection is still ours, and never past ``max_body`` bytes
+  (``course.http.send_request``, which the worker pool uses too);
 - retries are bounded (``attempts``) and jittered (``wait_random_exponential``),
   and a 429/503 waits the ``Retry-After`` the server asked for;
 - an item that runs out of attempts becomes a ``Failure`` with its last
@@ -38,9 +39,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from course.http import DEFAULT_MAX_BODY, new_session, send_request
 from course.policies import retry_after
 from course.records import Failure, Outcome, Request, Response, Result
-from course.workers import RequestBuilder, Unpacker, json_body, new_session, url_for
+from course.workers import RequestBuilder, Unpacker, json_body, url_for
 
 __all__ = ["RetryableStatus", "fetch_each"]
 
@@ -74,28 +76,32 @@ async def fetch_each(
     unpack: Unpacker = json_body,
     session: aiohttp.ClientSession | None = None,
     connections: int = 100,
-    timeout: float = 30.0,
+    request_timeout: float = 30.0,
+    max_body: int | None = DEFAULT_MAX_BODY,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """One task per item; returns every Result/Failure (in item order).
 
     With ``on_outcome`` each outcome is handed over as it completes and the
-    returned list is empty (so memory holds tasks, not results).
+    returned list is empty (so memory holds tasks, not results). A session
+    made here has ``connections`` connections and gives each request
+    ``request_timeout`` seconds; a body over ``max_body`` bytes fails its item.
     """
     builder = url_for(build) if isinstance(build, str) else build
     own = session is None
-    http = session if session is not None else new_session(connections, timeout)
+    http = session if session is not None else new_session(connections, request_timeout)
 
     async def attempt(request: Request) -> Response:
         if limiter is not None:
             async with limiter:  # one slot per attempt
-                return await send_request(http, request)
-        return await send_request(http, request)
+                return await send_request(http, request, max_body=max_body)
+        return await send_request(http, request, max_body=max_body)
 
     async def one(item: Any) -> Outcome | None:
         tries = 0
         try:
             request = builder(item)
+            response: Response | None = None
             async for retrying in AsyncRetrying(
                 stop=stop_after_attempt(attempts),
                 wait=wait_retry_after,
@@ -106,8 +112,10 @@ async def fetch_each(
                     response = await attempt(request)
                     if response.status == 429 or response.status >= 500:
                         raise RetryableStatus(response)
+            assert response is not None  # the loop ends after an answer, or raises
             if response.status >= 400:
-                outcome: Outcome = Failure(item, f"HTTP {response.status}: {response.text()[:200]}", response.status, tries)
+                reason = f"HTTP {response.status}: {response.text()[:200]}"
+                outcome: Outcome = Failure(item, reason, response.status, tries)
             else:
                 outcome = Result(item, response.status, unpack(item, response), tries)
         except RetryError as exc:
@@ -127,10 +135,3 @@ async def fetch_each(
         if own:
             await http.close()
     return [outcome for outcome in outcomes if outcome is not None]
-
-
-async def send_request(session: aiohttp.ClientSession, request: Request) -> Response:
-    async with session.request(
-        request.method, request.url, params=request.params, json=request.json, headers=request.headers
-    ) as resp:
-        return Response(resp.status, resp.headers, await resp.read())

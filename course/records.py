@@ -1,7 +1,8 @@
-"""The records the client framework passes around: a request, a response, an outcome.
+"""The records the client framework passes around: a request, a response, an outcome, a report.
 
 Every item given to a worker pool ends as exactly one ``Result`` (it was
-fetched) or one ``Failure`` (it could not be, and here is the last error).
+fetched) or one ``Failure`` (it could not be, and here is the last error);
+a run's ``RunReport`` gathers them, with each stage's statistics.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-__all__ = ["Failure", "Outcome", "Request", "Response", "Result"]
+from course.stats import StatsSnapshot
+
+__all__ = ["Failure", "Outcome", "Request", "Response", "Result", "RunReport"]
 
 
 @dataclass(slots=True)
@@ -69,4 +72,26 @@ class Failure:
         return {"id": self.item, "status": self.status, "error": self.error}
 
 
-Outcome = Union[Result, Failure]
+Outcome = Result | Failure
+
+
+@dataclass
+class RunReport:
+    """What a run produced. With ``on_outcome`` given, results are not kept."""
+
+    results: list[Result] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    succeeded: int = 0
+    stats: dict[str, StatsSnapshot] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def completed(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures

@@ -98,7 +98,7 @@ class Stats:
         self.requests += 1
         if error is not None:
             self.errors[type(error).__name__] += 1
-        else:
+        elif status is not None:
             self.by_status[status] += 1
         second = int(now - self.started)
         per_second = self._per_second

@@ -15,10 +15,14 @@ How it is put together (each piece is passed in, and can be swapped):
   the *gate* pauses every worker at once (a 503) and lets one probe through;
 - the *error policy* decides, per answer, accept / retry / fail; the *retry
   policy* bounds and jitters the retries of errors;
-- a producer feeds a bounded queue (backpressure: a producer never runs more
-  than ``queue_size`` items ahead), the workers stop by themselves when the
-  items run out (no sentinels for the caller to manage), and a failure or a
-  cancellation stops every task and closes the HTTP session.
+- ``course.http.send_request`` sends each attempt and reads at most
+  ``max_body`` bytes of its answer.
+
+``run`` hands the items to ``course.pipeline.run_stages`` with this pool as
+the only stage: a producer feeds a bounded queue (backpressure: it never
+runs more than ``queue_size`` items ahead), the workers stop by themselves
+when the items run out (no sentinels for the caller to manage), and a
+failure or a cancellation stops every task and closes the HTTP session.
 
 Every item ends as exactly one ``Result`` or one ``Failure``: a worker keeps
 an item until it is resolved, and an item enters the queue once.
@@ -28,30 +32,45 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence, Sized
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
+from course.http import DEFAULT_MAX_BODY, new_session, send_request
 from course.limiters import Gate, RateLimiter
 from course.policies import Attempt, Decision, ErrorPolicy, RetryPolicy, Verdict
-from course.records import Failure, Outcome, Request, Response, Result
-from course.stats import Hook, RequestEvent, Stats, StatsSnapshot
+from course.records import Failure, Outcome, Request, Response, Result, RunReport
+from course.stats import Hook, RequestEvent, Stats
 
-__all__ = ["RunReport", "WorkerPool", "json_body", "run_stages", "url_for"]
+__all__ = ["RunReport", "WorkerPool", "json_body", "url_for"]
 
 RequestBuilder = Callable[[Any], Request]
 Unpacker = Callable[[Any, Response], Any]
 Sink = Callable[[Outcome], "Awaitable[None] | None"]
 
+_NOT_A_SEGMENT = frozenset({"", ".", ".."})  # a URL resolves these to another path, escaped or not
+
 
 def url_for(template: str) -> RequestBuilder:
-    """A request builder: ``url_for("http://h/items/{item}")(7)`` -> GET http://h/items/7."""
+    """A request builder: ``url_for("http://h/items/{item}")(7)`` -> GET http://h/items/7.
+
+    The item fills in *one* path segment, percent-escaped: ``"a/b"`` asks for
+    ``/items/a%2Fb`` and ``"../_reset"`` for ``/items/..%2F_reset``, never for
+    another path. An empty item, ``"."`` or ``".."`` would name another path
+    however it is escaped, so building its request fails (``ValueError``;
+    the pool reports that item as a ``Failure``).
+    """
 
     def build(item: Any) -> Request:
-        return Request(template.format(item=item))
+        if type(item) is int:  # digits and "-": nothing to escape (the common case, kept cheap)
+            return Request(template.format(item=item))
+        segment = quote(str(item), safe="")
+        if segment in _NOT_A_SEGMENT:
+            raise ValueError(f"the item {item!r} cannot be a path segment: the URL would name another path")
+        return Request(template.format(item=segment))
 
     build.__qualname__ = f"url_for({template!r})"
     return build
@@ -62,34 +81,11 @@ def json_body(item: Any, response: Response) -> Any:
     return response.json()
 
 
-@dataclass
-class RunReport:
-    """What a run produced. With ``on_outcome`` given, results are not kept."""
-
-    results: list[Result] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    succeeded: int = 0
-    stats: dict[str, StatsSnapshot] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    @property
-    def completed(self) -> int:
-        return self.succeeded + self.failed
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-
 class _End:
-    """Internal end-of-input marker, one per worker; never seen by callers."""
+    """The end-of-input marker: one per worker, after the last item; never seen by callers."""
 
 
 _END = _End()
-_ACCEPTED = Decision.accept()
 
 
 class WorkerPool:
@@ -109,12 +105,15 @@ class WorkerPool:
         stats: Stats | None = None,
         queue_size: int | None = None,
         timeout: float = 30.0,
+        max_body: int | None = DEFAULT_MAX_BODY,
         session: aiohttp.ClientSession | None = None,
         progress: bool = False,
         name: str = "fetch",
     ) -> None:
         if workers < 1:
             raise ValueError(f"a WorkerPool needs at least one worker, got workers={workers}")
+        if max_body is not None and max_body < 0:
+            raise ValueError(f"max_body is a number of bytes >= 0 (or None for no limit), got {max_body}")
         self.build: RequestBuilder = url_for(build) if isinstance(build, str) else build
         self.workers = workers
         self.limiter = limiter
@@ -126,6 +125,7 @@ class WorkerPool:
         self.stats = stats if stats is not None else Stats()
         self.queue_size = queue_size if queue_size is not None else 2 * workers
         self.timeout = timeout
+        self.max_body = max_body
         self.session = session
         self.progress = progress
         self.name = name
@@ -164,6 +164,8 @@ class WorkerPool:
         as it completes; then results are not kept in the report (memory
         stays flat however many items), failures still are.
         """
+        from course.pipeline import run_stages  # the stage runner is built on this class
+
         async with self:
             return await run_stages([self], items, on_outcome=on_outcome, progress=self.progress)
 
@@ -185,12 +187,12 @@ class WorkerPool:
             raise RuntimeError("use `async with pool:` (or pool.run) so the pool has a session")
         return await self._process(self.session, item, build, unpack, retry)
 
-    # -- the worker --------------------------------------------------------------
+    # -- the workers -------------------------------------------------------------
 
     async def serve(
         self, session: aiohttp.ClientSession, inbox: asyncio.Queue[Any], emit: Sink
     ) -> None:
-        """Run the workers on ``inbox`` until each receives the end marker."""
+        """Run the workers on ``inbox``, sending through ``session``, until each receives the end marker."""
         async with asyncio.TaskGroup() as group:
             for _ in range(self.workers):
                 group.create_task(self._work(session, inbox, emit))
@@ -205,6 +207,8 @@ class WorkerPool:
             if done is not None:
                 await done
 
+    # -- one item, until it is resolved ---------------------------------------------
+
     async def _process(
         self,
         session: aiohttp.ClientSession,
@@ -213,214 +217,117 @@ class WorkerPool:
         unpack: Unpacker | None = None,
         retry: RetryPolicy | None = None,
     ) -> Outcome:
+        """Send ``item``'s request until the policies accept or fail it: the item's one outcome."""
         retry = retry or self.retry
         try:
             request = (build or self.build)(item)
         except Exception as exc:  # a bad item must not stop the pool
-            self.stats.record_outcome(False)
-            return Failure(item, f"request builder failed: {type(exc).__name__}: {exc}", None, 0, self.name)
-        limiter, gate, stats, hooks, policy = self.limiter, self.gate, self.stats, self.hooks, self.policy
+            return self._failure(item, f"request builder failed: {type(exc).__name__}: {exc}", None, 0)
         number = errors = throttled = 0
         while True:
             number += 1
-            probe = False
+            probe = await self._wait_for_gate_and_slot()
             try:
-                while True:  # wait for the gate and a slot; re-wait if a pause began meanwhile
-                    probe = False if gate.is_open else await gate.enter()
-                    if limiter is not None:
-                        await limiter.acquire(hold=True)
-                    if probe or gate.is_open:
-                        break
-                    if limiter is not None:
-                        limiter.release()
-                event = None
-                if hooks:
-                    event = RequestEvent(item, request.url, number, self.name)
-                    for hook in hooks:
-                        hook.before_request(event)
-                response: Response | None = None
-                error: BaseException | None = None
-                started = time.perf_counter()
-                try:
-                    async with session.request(
-                        request.method,
-                        request.url,
-                        params=request.params,
-                        json=request.json,
-                        headers=request.headers,
-                    ) as resp:
-                        body = await resp.read()  # read inside the response context
-                        response = Response(resp.status, resp.headers, body)
-                except Exception as exc:  # the policy decides what an error means
-                    error = exc
-                finally:
-                    if limiter is not None:
-                        limiter.release()  # the server has counted it by now, if ever
-                duration = time.perf_counter() - started
-                status = None if response is None else response.status
-                stats.record_request(status, error, duration)
-                if event is not None:
-                    event.status, event.error, event.duration = status, error, duration
-                    for hook in hooks:
-                        hook.after_request(event)
-                if status is not None and policy.plain_success(status):
-                    decision, attempt = _ACCEPTED, None  # the common case, without a handler call
-                else:
-                    attempt = Attempt(item, request, number, errors, response, error, limiter, gate, retry)
-                    decision = await policy.decide(attempt)  # may pause the gate (a 503)
+                response, error = await self._send(session, item, request, number)
+                if response is not None and self.policy.plain_success(response.status):
+                    return self._result(item, response, number, unpack)  # the common case: no handler call
+                attempt = Attempt(item, request, number, errors, response, error, self.limiter, self.gate, retry)
+                decision = await self.policy.decide(attempt)  # may pause the gate (a 503)
             finally:
                 if probe:  # whatever happened, even a cancellation: let the next probe go
-                    gate.probe_finished()
-            if decision.verdict is Verdict.ACCEPT:
-                try:
-                    data = None if response is None else (unpack or self.unpack)(item, response)
-                except Exception as exc:
-                    stats.record_outcome(False)
-                    return Failure(item, f"unpacking failed: {type(exc).__name__}: {exc}", status, number, self.name)
-                stats.record_outcome(True)
-                return Result(item, status if status is not None else 0, data, number, self.name)
-            if decision.verdict is Verdict.FAIL:
-                stats.record_outcome(False)
-                return Failure(item, decision.reason or attempt.describe(), status, number, self.name)
+                    self.gate.probe_finished()
+            if decision.verdict is not Verdict.RETRY:
+                return self._conclude(attempt, decision, unpack)
             if decision.counted:
                 errors += 1
-                if retry.exhausted(errors):
-                    stats.record_outcome(False)
-                    reason = decision.reason or attempt.describe()
-                    return Failure(
-                        item, f"gave up after {number} attempts; last error: {reason}", status, number, self.name
-                    )
             else:
                 throttled += 1
-                if throttled > retry.max_throttled:
-                    stats.record_outcome(False)
-                    reason = decision.reason or attempt.describe()
-                    return Failure(
-                        item,
-                        f"gave up after {throttled} throttled answers (429/503); last: {reason}",
-                        status,
-                        number,
-                        self.name,
-                    )
-            stats.record_retry()
+            if retry.exhausted(errors) or throttled > retry.max_throttled:
+                return self._give_up(attempt, decision, throttled)
+            self.stats.record_retry()
             if decision.delay > 0:
                 await asyncio.sleep(decision.delay)
 
+    async def _wait_for_gate_and_slot(self) -> bool:
+        """Wait until the gate is open (or this worker is its probe) and the limiter gives a slot.
 
-def new_session(connections: int, timeout: float) -> aiohttp.ClientSession:
-    """An aiohttp session sized for ``connections`` concurrent requests."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
-        timeout=aiohttp.ClientTimeout(total=timeout),
-    )
+        The slot is held (``release()`` once the answer is in). Returns True
+        for the gate's probe, who must call ``gate.probe_finished()``.
+        """
+        gate, limiter = self.gate, self.limiter
+        while True:
+            probe = False if gate.is_open else await gate.enter()
+            if limiter is not None:
+                try:
+                    await limiter.acquire(hold=True)
+                except BaseException:  # cancelled while waiting: let the next probe go
+                    if probe:
+                        gate.probe_finished()
+                    raise
+            if probe or gate.is_open:
+                return probe
+            if limiter is not None:  # a pause began while this worker waited for its slot
+                limiter.release()
 
+    async def _send(
+        self, session: aiohttp.ClientSession, item: Any, request: Request, number: int
+    ) -> tuple[Response | None, BaseException | None]:
+        """Send attempt ``number`` in the slot already held, then free the slot; count it, tell the hooks.
 
-async def _produce(items: Iterable[Any] | AsyncIterable[Any], queue: asyncio.Queue[Any], ends: int) -> None:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            await queue.put(item)
-    else:
-        for item in items:
-            await queue.put(item)
-    for _ in range(ends):
-        await queue.put(_END)
+        Returns the answer, or the error that came instead (the error policy
+        decides what an error means).
+        """
+        event = None
+        if self.hooks:
+            event = RequestEvent(item, request.url, number, self.name)
+            for hook in self.hooks:
+                hook.before_request(event)
+        response: Response | None = None
+        error: BaseException | None = None
+        started = time.perf_counter()
+        try:
+            response = await send_request(session, request, max_body=self.max_body)
+        except Exception as exc:
+            error = exc
+        finally:
+            if self.limiter is not None:
+                self.limiter.release()  # the server has counted it by now, if ever
+        duration = time.perf_counter() - started
+        status = None if response is None else response.status
+        self.stats.record_request(status, error, duration)
+        if event is not None:
+            event.status, event.error, event.duration = status, error, duration
+            for hook in self.hooks:
+                hook.after_request(event)
+        return response, error
 
+    def _result(self, item: Any, response: Response | None, number: int, unpack: Unpacker | None) -> Outcome:
+        """An accepted answer, unpacked (an unpacker's error fails the item, not the pool)."""
+        if response is None:  # a custom error handler accepted an error: a result without data
+            self.stats.record_outcome(True)
+            return Result(item, 0, None, number, self.name)
+        try:
+            data = (unpack or self.unpack)(item, response)
+        except Exception as exc:
+            return self._failure(item, f"unpacking failed: {type(exc).__name__}: {exc}", response.status, number)
+        self.stats.record_outcome(True)
+        return Result(item, response.status, data, number, self.name)
 
-async def run_stages(
-    stages: Sequence[WorkerPool],
-    items: Iterable[Any] | AsyncIterable[Any],
-    *,
-    on_outcome: Sink | None = None,
-    progress: bool = False,
-) -> RunReport:
-    """Run ``stages`` joined by bounded queues; each stage's unpacker feeds the next.
+    def _conclude(self, attempt: Attempt, decision: Decision, unpack: Unpacker | None) -> Outcome:
+        """A handler's final word on ``attempt``: accept it, or fail the item."""
+        if decision.verdict is Verdict.ACCEPT:
+            return self._result(attempt.item, attempt.response, attempt.number, unpack)
+        return self._failure(attempt.item, decision.reason or attempt.describe(), attempt.status, attempt.number)
 
-    The unpacker of every stage but the last returns an iterable of items for
-    the next stage (one response -> many items). Failures of any stage, and
-    results of the last, are the run's outcomes. Each stage needs an open
-    ``session`` (``async with`` it, or use ``WorkerPool.run`` / ``Pipeline.run``).
-    """
-    if not stages:
-        raise ValueError("run_stages needs at least one stage")
-    report = RunReport()
-    total = len(items) if isinstance(items, Sized) and len(stages) == 1 else None
-    bar = _progress_bar(total, progress, stages[-1].name)
-
-    def finish(outcome: Outcome) -> Awaitable[None] | None:
-        if isinstance(outcome, Result):
-            report.succeeded += 1
-            if on_outcome is None:
-                report.results.append(outcome)
+    def _give_up(self, attempt: Attempt, decision: Decision, throttled: int) -> Failure:
+        """The item's retry budget is spent: fail it with the last answer or error."""
+        reason = decision.reason or attempt.describe()
+        if decision.counted:
+            reason = f"gave up after {attempt.number} attempts; last error: {reason}"
         else:
-            report.failures.append(outcome)
-        if bar is not None:
-            bar.update(1)
-        return None if on_outcome is None else on_outcome(outcome)
+            reason = f"gave up after {throttled} throttled answers (429/503); last: {reason}"
+        return self._failure(attempt.item, reason, attempt.status, attempt.number)
 
-    queues: list[asyncio.Queue[Any]] = [asyncio.Queue(maxsize=stage.queue_size) for stage in stages]
-
-    def forward_to(index: int) -> Sink:
-        next_queue = queues[index + 1]
-
-        async def forward(outcome: Outcome) -> None:
-            if isinstance(outcome, Failure):
-                done = finish(outcome)
-                if done is not None:
-                    await done
-                return
-            for next_item in outcome.data or ():
-                await next_queue.put(next_item)
-
-        return forward
-
-    async def run_stage(index: int) -> None:
-        stage = stages[index]
-        if stage.session is None:
-            raise RuntimeError(f"stage {stage.name!r} has no open session: use `async with` or .run()")
-        emit = finish if index == len(stages) - 1 else forward_to(index)
-        await stage.serve(stage.session, queues[index], emit)
-        if index + 1 < len(stages):
-            for _ in range(stages[index + 1].workers):
-                await queues[index + 1].put(_END)
-
-    for stage in stages:
-        stage.stats.start()
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(_produce(items, queues[0], stages[0].workers))
-            for index in range(len(stages)):
-                group.create_task(run_stage(index))
-    except BaseExceptionGroup as group:
-        # A task failed and the others were cancelled. When every task that
-        # failed failed the same way (one ListingError; each worker's call of
-        # a broken sink), raise that error as itself, not wrapped in groups.
-        first = _single_cause(group)
-        if first is None:
-            raise
-        raise first from group
-    finally:
-        if bar is not None:
-            bar.close()
-    report.stats = {stage.name: stage.stats.snapshot() for stage in stages}
-    return report
-
-
-def _single_cause(group: BaseExceptionGroup) -> BaseException | None:
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop()
-        if isinstance(error, BaseExceptionGroup):
-            pending.extend(error.exceptions)
-        else:
-            leaves.append(error)
-    kinds = {(type(error), str(error)) for error in leaves}
-    return leaves[-1] if len(kinds) == 1 else None
-
-
-def _progress_bar(total: int | None, enabled: bool, name: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm  # notebook-aware: a widget in Jupyter, text on stderr elsewhere
-
-    return tqdm(total=total, desc=name, unit="item", mininterval=0.5)
+    def _failure(self, item: Any, reason: str, status: int | None, number: int) -> Failure:
+        self.stats.record_outcome(False)
+        return Failure(item, reason, status, number, self.name)

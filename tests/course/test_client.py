@@ -65,3 +65,16 @@ async def test_with_a_sink_outcomes_are_handed_over_not_kept(mock_api) -> None:
     seen: list[Any] = []
     kept = await fetch_each(range(20), mock_api.url + "/items/{item}", limiter=None, on_outcome=seen.append)
     assert kept == [] and len(seen) == 20
+
+
+async def test_an_item_cannot_reach_another_route_of_the_server(mock_api) -> None:
+    [outcome] = await fetch_each(["../_stats"], mock_api.url + "/items/{item}", limiter=None)
+    assert isinstance(outcome, Failure) and outcome.status == 404  # asked for as an item
+    assert mock_api.stats()["by_status"] == {"404": 1}
+
+
+async def test_a_body_over_max_body_fails_its_item_without_a_retry(mock_api) -> None:
+    outcomes = await fetch_each([1, 2], mock_api.url + "/items/{item}", limiter=None, max_body=10)
+    assert all(isinstance(o, Failure) and o.attempts == 1 for o in outcomes)
+    assert all("ResponseTooLarge" in o.error and "max_body=10 bytes" in o.error for o in outcomes)
+    assert mock_api.stats()["requests"] == 2  # each sent once, not retried

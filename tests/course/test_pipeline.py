@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from course.limiters import Gate, RateLimiter
-from course.pipeline import Pipeline, list_then_fetch
+from course.pipeline import Pipeline, list_then_fetch, run_stages
 from course.records import Request, Response
 from course.workers import WorkerPool
 
@@ -55,3 +56,38 @@ async def test_a_failure_in_an_early_stage_is_reported_not_dropped(mock_api) -> 
 def test_stages_need_distinct_names() -> None:
     with pytest.raises(ValueError, match="own name"):
         Pipeline(WorkerPool("http://x/{item}"), WorkerPool("http://x/{item}"))
+
+
+async def test_a_run_leaves_its_stages_as_they_were(mock_api) -> None:
+    listing = WorkerPool(Request, unpack=lambda url, r: r.json()["items"], workers=1, name="list")
+    fetching = WorkerPool(mock_api.url + "/items/{item}", workers=4, name="fetch")
+    during: list[tuple[object, object]] = []
+    report = await Pipeline(listing, fetching).run(
+        [mock_api.url + "/items?page=1&per_page=10"],
+        on_outcome=lambda outcome: during.append((listing.session, fetching.session)),
+    )
+    assert report.succeeded == 10
+    assert set(during) == {(None, None)}  # the shared session was handed to the workers, not set on the stages
+
+
+async def test_a_stage_with_its_own_session_sends_through_it(mock_api) -> None:
+    sent: list[str] = []
+
+    async def count(session: object, context: object, params: aiohttp.TraceRequestStartParams) -> None:
+        sent.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(count)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as own:
+        listing = WorkerPool(Request, unpack=lambda url, r: r.json()["items"], workers=1, name="list")
+        fetching = WorkerPool(mock_api.url + "/items/{item}", workers=4, session=own, name="fetch")
+        report = await Pipeline(listing, fetching).run([mock_api.url + "/items?page=1&per_page=10"])
+        assert report.succeeded == 10
+        assert sorted(sent) == sorted(f"/items/{i}" for i in range(10))  # the fetches, not the listing
+        assert fetching.session is own and not own.closed  # still the caller's, still open
+    assert listing.session is None
+
+
+async def test_run_stages_needs_a_session_for_every_stage() -> None:
+    with pytest.raises(RuntimeError, match="no open session"):
+        await run_stages([WorkerPool("http://127.0.0.1:9/{item}", name="lonely")], [1])

@@ -10,12 +10,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from course.http import DEFAULT_MAX_BODY
 from course.limiters import Gate, RateLimiter
 from course.listing import ListingError, list_items
 from course.policies import Decision, ErrorPolicy, RetryPolicy
 from course.records import Failure, Result
 from course.stats import RequestEvent
-from course.workers import WorkerPool
+from course.workers import WorkerPool, url_for
 
 MIXED_FAULTS = {
     "rate_limit": {"requests": 2000, "per": 1.0},
@@ -121,9 +122,10 @@ async def test_producer_takes_a_plain_list_from_an_api_that_does_not_paginate() 
 
     app = web.Application()
     app.router.add_get("/items", everything)
-    async with TestServer(app, host="127.0.0.1") as server:
-        async with WorkerPool(str(server.make_url("/items/{item}")), workers=1) as pool:
-            ids = [item async for item in list_items(pool, str(server.make_url("")))]
+    async with TestServer(app, host="127.0.0.1") as server, WorkerPool(
+        str(server.make_url("/items/{item}")), workers=1
+    ) as pool:
+        ids = [item async for item in list_items(pool, str(server.make_url("")))]
     assert ids == ["x", "y", "z"]
 
 
@@ -248,3 +250,99 @@ async def test_the_gate_is_shared_by_every_pool_that_is_given_it(mock_api) -> No
     pool = WorkerPool(mock_api.url + "/items/{item}", workers=4, gate=gate)
     report = await asyncio.wait_for(pool.run(range(10)), timeout=30)
     assert report.succeeded == 10 and gate.is_open
+
+
+async def test_a_probe_cancelled_while_waiting_for_its_slot_lets_the_next_probe_go() -> None:
+    waiting = asyncio.Event()
+
+    class NeverASlot(RateLimiter):
+        async def acquire(self, *, hold: bool = False) -> None:
+            waiting.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    gate = Gate()
+    gate.pause(0.01)
+    pool = WorkerPool("http://127.0.0.1:9/{item}", workers=1, gate=gate, limiter=NeverASlot(10))
+    async with pool:
+        fetch = asyncio.create_task(pool.fetch(1))
+        await asyncio.wait_for(waiting.wait(), timeout=10)  # it went through the gate as the probe
+        fetch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
+    # The cancelled probe finished its turn: the pause is over, so the gate is
+    # open again and the next caller goes through (a stuck probe would keep it
+    # closed, and every caller would wait forever).
+    await asyncio.wait_for(gate.enter(), timeout=10)
+    assert gate.is_open
+
+def test_url_for_escapes_the_item_as_one_path_segment() -> None:
+    build = url_for("http://h/items/{item}")
+    assert build(7).url == build("7").url == "http://h/items/7"
+    assert build("a/b").url == "http://h/items/a%2Fb"
+    assert build("../../_reset").url == "http://h/items/..%2F..%2F_reset"
+    assert build("a b?c=1#d").url == "http://h/items/a%20b%3Fc%3D1%23d"
+    assert build("100%").url == "http://h/items/100%25"
+    for item in ("", ".", ".."):  # a URL resolves these to another path, however escaped
+        with pytest.raises(ValueError, match="cannot be a path segment"):
+            build(item)
+
+
+async def test_an_item_cannot_reach_another_route_of_the_server(mock_api) -> None:
+    pool = WorkerPool(mock_api.url + "/items/{item}", workers=2)
+    assert (await pool.run([1])).succeeded == 1  # something for a reset to wipe out
+    hostile = ["../../_reset", "../_stats", "..", "a/b"]
+    report = await asyncio.wait_for(pool.run(hostile), timeout=30)
+    assert report.succeeded == 0 and sorted(f.item for f in report.failures) == sorted(hostile)
+    by_item = {f.item: f for f in report.failures}
+    assert "request builder failed: ValueError" in by_item[".."].error  # never sent
+    for item in ("../../_reset", "../_stats", "a/b"):  # asked for as an item, which does not exist
+        assert by_item[item].status == 404 and f"No item {item!r}" in by_item[item].error
+    stats = mock_api.stats()
+    assert stats["items"]["served"] == 1  # no reset happened
+    assert stats["requests"] == 4 and stats["by_status"] == {"200": 1, "404": 3}
+
+async def test_a_body_over_max_body_fails_the_item_at_once_without_reading_it() -> None:
+    calls = Counter()
+    finished: list[bool] = []
+    over = asyncio.Event()
+
+    async def item(request: web.Request) -> web.StreamResponse:
+        item_id = request.match_info["id"]
+        calls[item_id] += 1
+        if item_id != "big":
+            return web.json_response({"id": item_id})
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for _ in range(DEFAULT_MAX_BODY // 2**16 * 4):  # four times the default limit
+                await response.write(b"z" * 2**16)
+            await response.write_eof()
+            finished.append(True)
+        finally:
+            over.set()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/items/{id}", item)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("")) + "/items/{item}"
+        report = await asyncio.wait_for(WorkerPool(url, workers=2).run(["big", "small"]), timeout=60)
+        [failure] = report.failures  # with the default limit, 10 MiB
+        assert failure.item == "big" and failure.attempts == 1  # not retried
+        assert f"larger than max_body={DEFAULT_MAX_BODY} bytes" in failure.error
+        assert [r.data for r in report.results] == [{"id": "small"}]
+        assert calls == {"big": 1, "small": 1}
+        assert report.stats["fetch"].errors == {"ResponseTooLarge": 1}
+        # The client stopped reading and dropped the connection: the server
+        # could not write its 40 MiB (a client that read them all would let it).
+        await asyncio.wait_for(over.wait(), timeout=30)
+        assert not finished
+        report = await asyncio.wait_for(WorkerPool(url, workers=1, max_body=100).run(["tiny"]), timeout=30)
+        assert report.succeeded == 1  # a small answer stays under a small limit
+
+
+def test_max_body_must_be_a_size_or_none() -> None:
+    with pytest.raises(ValueError, match="max_body"):
+        WorkerPool("http://h/{item}", max_body=-1)
+
