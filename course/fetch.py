@@ -418,7 +418,7 @@ async def fetch_all(
         retry=retry if retry is not None else cli_retry_policy(),
         timeout=request_timeout,
         progress=progress,
-        # TODO(lead): add `max_body=max_body,` here once WorkerPool accepts it (the body-size branch).
+        max_body=max_body,
     )
     async with pool:
         return await pool.run(_new_items(list_items(pool, base, per_page=per_page), skip), on_outcome=sink)

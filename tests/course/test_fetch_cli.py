@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import signal
@@ -23,7 +22,6 @@ from aiohttp.test_utils import TestServer
 from course.fetch import cli_retry_policy
 from course.mockapi_control import MockAPIControl
 from course.servers import start_mock_api
-from course.workers import WorkerPool, url_for
 
 
 def run_fetch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -235,15 +233,6 @@ async def test_a_next_link_to_its_own_page_stops_the_run_instead_of_looping(serv
     assert pages == 1 and not out.exists()
 
 
-def _url_for_quotes_items() -> bool:
-    return url_for("http://h/items/{item}")("a/b").url == "http://h/items/a%2Fb"
-
-
-@pytest.mark.xfail(
-    not _url_for_quotes_items(),
-    reason="needs course.workers.url_for to quote each item as one path segment (another helper's change)",
-    strict=True,
-)
 async def test_listed_ids_reach_the_server_as_one_escaped_path_segment(serve, tmp_path: Path) -> None:
     paths: list[str] = []
     ids = ["../../_reset", "a/b", "50%", "x?y", "#frag", "caf\u00e9", 7]
@@ -266,15 +255,6 @@ async def test_listed_ids_reach_the_server_as_one_escaped_path_segment(serve, tm
     assert {line["id"] for line in lines_of(out)} == set(ids)
 
 
-def _pool_takes_max_body() -> bool:
-    return "max_body" in inspect.signature(WorkerPool).parameters
-
-
-@pytest.mark.xfail(
-    not _pool_takes_max_body(),
-    reason="needs WorkerPool(max_body=...) (another helper's change) and the one-line TODO in course/fetch.py",
-    strict=True,
-)
 async def test_a_body_over_max_body_fails_its_item(serve, tmp_path: Path) -> None:
     async def answer(request: web.Request) -> web.Response:
         size = 2_000_000 if request.match_info["id"] == "big" else 10
