@@ -44,7 +44,7 @@ from course.policies import retry_after
 from course.records import Failure, Outcome, Request, Response, Result
 from course.workers import RequestBuilder, Unpacker, json_body, url_for
 
-__all__ = ["RetryableStatus", "fetch_each"]
+__all__ = ["RetryableStatus", "fetch_each", "wait_retry_after"]
 
 
 class RetryableStatus(Exception):
