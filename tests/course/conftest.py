@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from course.mockapi_control import MockAPIControl
 from course.servers import ServerHandle, start_mock_api
@@ -58,3 +60,19 @@ def arrivals_between() -> Callable[[list[float], float, float], int]:
         return sum(1 for t in arrivals if start <= t < end)
 
     return count
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
+    """Start scripted aiohttp apps on free ports (closed after the test); returns each one's base URL."""
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application) -> str:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for server in servers:
+        await server.close()

@@ -10,14 +10,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from course.fetch import cli_retry_policy
 from course.mockapi_control import MockAPIControl
@@ -101,22 +100,6 @@ async def run_fetch_async(*args: str) -> subprocess.CompletedProcess[str]:
         raise AssertionError(f"course.fetch {' '.join(args)} did not finish in {WAIT:g} s") from None
     assert process.returncode is not None
     return subprocess.CompletedProcess(list(args), process.returncode, out.decode(), err.decode())
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
-    """Start scripted aiohttp apps on free ports (closed after the test); returns each one's base URL."""
-    servers: list[TestServer] = []
-
-    async def start(app: web.Application) -> str:
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url("")).rstrip("/")
-
-    yield start
-    for server in servers:
-        await server.close()
 
 
 def items_app(ids: list[Any], answer: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:

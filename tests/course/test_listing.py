@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from course.listing import ListingError, list_items
 from course.policies import RetryPolicy
@@ -35,21 +34,6 @@ def paging_server(next_link: Callable[[web.Request, int], str | None]) -> tuple[
 async def listed(base_url: str) -> list[Any]:
     async with WorkerPool(base_url + "/items/{item}", workers=1, retry=RetryPolicy(retries=0)) as pool:
         return [item async for item in list_items(pool, base_url)]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[web.Application], Any]]:
-    servers: list[TestServer] = []
-
-    async def start(app: web.Application) -> str:
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url("")).rstrip("/")
-
-    yield start
-    for server in servers:
-        await server.close()
 
 
 async def test_absolute_and_relative_next_links_on_the_same_origin_are_followed(serve) -> None:
