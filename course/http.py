@@ -16,6 +16,12 @@ the limit is refused before a byte is read; a body without one (chunked,
 or compressed) is read until it passes the limit. Either way
 ``ResponseTooLarge`` is raised, an error no policy retries: the same
 request would get the same answer.
+
+Most answers are small and have arrived whole by the time their headers
+are read; those are taken from the stream at once, which costs less CPU
+than ``ClientResponse.read()``. (A large body cannot arrive whole unread:
+aiohttp stops taking data from the socket while some 128 KiB wait unread,
+and decompresses only as the body is read.)
 """
 
 from __future__ import annotations
@@ -64,20 +70,19 @@ async def send_request(
     async with session.request(
         request.method, request.url, params=request.params, json=request.json, headers=request.headers
     ) as resp:
-        declared = resp.content_length
-        if max_body is None or (
-            declared is not None and declared <= max_body and hdrs.CONTENT_ENCODING not in resp.headers
-        ):
-            body = await resp.read()  # the common case: aiohttp reads no further than Content-Length
+        if resp.content.is_eof():  # the whole body is here already (most small answers): take it, no waiting
+            body = resp.content.read_nowait()
+            if max_body is not None and len(body) > max_body:
+                raise ResponseTooLarge(request, resp.status, max_body)
+        elif max_body is None:
+            body = await resp.read()
         else:
             body = await _read_at_most(resp, max_body, request)
         return Response(resp.status, resp.headers, body)
 
 
 async def _read_at_most(resp: aiohttp.ClientResponse, max_body: int, request: Request) -> bytes:
-    """The body, refused with ``ResponseTooLarge`` as soon as it is known to pass ``max_body`` bytes."""
-    if resp.content.at_eof():  # HEAD, 204, 304: no body, whatever Content-Length says
-        return b""
+    """The body as it arrives, refused with ``ResponseTooLarge`` as soon as it is known to pass ``max_body``."""
     declared = resp.content_length  # the bytes on the wire: a compressed body grows when decoded
     if declared is not None and declared > max_body and hdrs.CONTENT_ENCODING not in resp.headers:
         raise ResponseTooLarge(request, resp.status, max_body)  # said so up front: not a byte is read

@@ -81,6 +81,13 @@ async def test_a_body_of_exactly_max_body_is_read_and_one_byte_more_is_refused(s
         assert len(unlimited.body) == LIMIT + 1
 
 
+async def test_a_small_answer_that_arrived_whole_is_held_to_the_limit_too(server) -> None:
+    async with new_session(4, 30.0) as session:
+        assert len((await send_request(session, Request(str(server.make_url("/sized/100"))), max_body=100)).body) == 100
+        with pytest.raises(ResponseTooLarge, match="max_body=99 bytes"):
+            await send_request(session, Request(str(server.make_url("/sized/100"))), max_body=99)
+
+
 async def test_a_streamed_body_is_not_read_past_the_limit(server, streamer: Streamer) -> None:
     async with new_session(4, 30.0) as session:
         with pytest.raises(ResponseTooLarge, match="pass a larger max_body="):
