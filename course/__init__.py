@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from course.pipeline import Pipeline, list_then_fetch
     from course.policies import Attempt, Decision, ErrorPolicy, RetryPolicy, Verdict, retry_after
     from course.queues import ThrottledQueue
-    from course.records import Failure, Request, Response, Result
+    from course.records import Failure, Request, Response, Result, RunReport
     from course.stats import LogHook, Stats, StatsSnapshot
-    from course.workers import RunReport, WorkerPool, url_for
+    from course.workers import WorkerPool, url_for
 
 _EXPORTS = {
     "Attempt": "course.policies",
@@ -61,7 +61,7 @@ _EXPORTS = {
     "Response": "course.records",
     "Result": "course.records",
     "RetryPolicy": "course.policies",
-    "RunReport": "course.workers",
+    "RunReport": "course.records",
     "Stats": "course.stats",
     "StatsSnapshot": "course.stats",
     "ThrottledQueue": "course.queues",
