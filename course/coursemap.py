@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -60,7 +61,7 @@ def draw_course_map(folder: Path = NOTEBOOKS) -> Figure:
     items = lessons(folder)
     columns = 4
     rows = (len(items) + columns - 1) // columns
-    figure = Figure(figsize=(11, 1.25 * rows + 0.9))
+    figure = plt.figure(figsize=(11, 1.25 * rows + 0.9))  # pyplot's, so a notebook shows it inline
     axes = figure.add_axes((0, 0, 1, 1))
     axes.set_xlim(0, columns)
     axes.set_ylim(-0.9, rows)
