@@ -3,7 +3,8 @@
 The lessons are read from ``notebooks/`` (their numbers and first headings), so
 the map grows with the course::
 
-    >>> figure = draw_course_map()
+    >>> figure = draw_course_map()      # a matplotlib Figure
+    >>> course_map()                    # the same, as a PNG a notebook shows
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import itertools
 import json
 import re
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+from IPython.display import Image
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["PARTS", "Lesson", "draw_course_map", "lessons"]
+__all__ = ["PARTS", "Lesson", "course_map", "draw_course_map", "lessons"]
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -61,7 +63,7 @@ def draw_course_map(folder: Path = NOTEBOOKS) -> Figure:
     items = lessons(folder)
     columns = 4
     rows = (len(items) + columns - 1) // columns
-    figure = plt.figure(figsize=(11, 1.25 * rows + 0.9))  # pyplot's, so a notebook shows it inline
+    figure = Figure(figsize=(11, 1.25 * rows + 0.9))
     axes = figure.add_axes((0, 0, 1, 1))
     axes.set_xlim(0, columns)
     axes.set_ylim(-0.9, rows)
@@ -96,3 +98,10 @@ def _edge(start: tuple[float, float], end: tuple[float, float]) -> tuple[float, 
     if abs(y2 - y) > 0.5:
         return x, y + (-0.32 if y2 < y else 0.32)
     return x + (0.46 if x2 > x else -0.46), y
+
+
+def course_map(folder: Path = NOTEBOOKS) -> Image:
+    """The map as a PNG image, for a notebook cell (one output, the same on every run)."""
+    buffer = BytesIO()
+    draw_course_map(folder).savefig(buffer, format="png", dpi=80)
+    return Image(data=buffer.getvalue(), format="png")
