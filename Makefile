@@ -10,10 +10,11 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab lint test test-fast chromium postgresql lock bench learner clean
+.PHONY: help install lab instructor lint test test-fast chromium postgresql lock bench learner clean
 
 help:
-	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00"
+	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00 (the learners' edition, learner/)"
+	@echo "make instructor - JupyterLab on notebooks/ (committed outputs, for presenting)"
 	@echo "make test   - set up (first time) and run every test: lint and types first, then unit, browser, notebooks"
 	@echo "make lint   - ruff (lint) and mypy (types) only"
 	@echo "make bench  - the benchmarks (mock API server, messaging transports, client framework)"
@@ -55,12 +56,20 @@ postgresql:
 	  "$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/postgres" --version
 
 # JupyterLab at the repository root (so the lessons' links to ../README.md
-# work), opening lesson 00. As root (a container) Jupyter needs --allow-root.
+# work). `make lab` opens the learners' edition, learner/ (no outputs; it adds
+# lessons that are missing and never overwrites one, which may hold your
+# work); `make instructor` opens notebooks/ (committed outputs; every
+# exercise's hint() and solution() ready to call). As root (a container)
+# Jupyter needs --allow-root.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+LAB = $(BIN)/jupyter lab $(LAB_ROOT_FLAG) --ServerApp.root_dir=. --ServerApp.ip=127.0.0.1
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(LAB_ROOT_FLAG) --ServerApp.root_dir=. --ServerApp.ip=127.0.0.1 \
-	  --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
+	$(BIN)/python tools/nbtool.py learner --out learner --keep-existing
+	$(LAB) --LabApp.default_url=/lab/tree/learner/00_start_here.ipynb
+
+instructor: $(STAMP)
+	$(LAB) --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
 # The lint and type gate (configured in pyproject.toml); make test runs it first.
 lint: $(STAMP)

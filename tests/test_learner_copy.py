@@ -97,3 +97,14 @@ def test_a_learner_copy_runs_top_to_bottom_and_shows_no_solution(learner):
         if c.cell_type == "code"
         for o in c.outputs
     ), "the presenters' edition shows the solution (else this test proves nothing)"
+
+
+def test_make_lab_adds_missing_lessons_and_never_overwrites_a_learners_work(tmp_path):
+    out = tmp_path / "learner"
+    first, second, *_ = nbtool.write_learner_copies(out)
+    first.write_text(first.read_text().replace('"cells"', '"cells"', 1) + "\n")  # the learner saved their work
+    mine = first.read_text()
+    second.unlink()
+    written = nbtool.write_learner_copies(out, keep_existing=True)
+    assert written == [second] and second.exists()
+    assert first.read_text() == mine

@@ -139,15 +139,21 @@ def learner_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return copy
 
 
-def write_learner_copies(out: Path) -> list[Path]:
-    """Write the learners' copy of every lesson into ``out`` (replacing what was there)."""
+def write_learner_copies(out: Path, *, keep_existing: bool = False) -> list[Path]:
+    """Write the learners' copy of every lesson into ``out`` (replacing what was there).
+
+    With ``keep_existing`` a lesson already in ``out`` is left as it is (it may
+    hold a learner's work: ``make lab`` only adds the lessons that are missing).
+    """
     if out.resolve() == NOTEBOOKS.resolve():
         raise ValueError("the learners' copy must not overwrite notebooks/: choose another folder")
-    if out.exists():
+    if out.exists() and not keep_existing:
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        if keep_existing and (out / path.name).exists():
+            continue
         copy = learner_copy(nbformat.read(path, as_version=4))
         nbformat.validate(copy)
         nbformat.write(copy, out / path.name)
@@ -164,10 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     learner_p = sub.add_parser("learner", help="write the learners' copy (no outputs, solutions hidden)")
     learner_p.add_argument("--out", type=Path, default=ROOT / "learner", help="folder to write (default: learner/)")
+    learner_p.add_argument(
+        "--keep-existing", action="store_true", help="only add missing lessons; never overwrite a learner's work"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "learner":
-        written = write_learner_copies(args.out)
+        written = write_learner_copies(args.out, keep_existing=args.keep_existing)
         print(f"{len(written)} lessons written to {args.out}")
         return 0
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if args.all else args.notebooks
