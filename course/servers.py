@@ -19,6 +19,7 @@ runs never fight over one port).
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -28,13 +29,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from course.mockapi_control import ControlError, MockAPIControl
 
@@ -197,14 +199,7 @@ def _launch(
     with tempfile.NamedTemporaryFile(
         prefix=f"{name.replace(' ', '-')}-{port}-", suffix=".log", delete=False
     ) as log_file:
-        process = subprocess.Popen(
-            cmd,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        process = _spawn(cmd, log_file, child_env)
     handle = ServerHandle(name, host, port, process, Path(log_file.name), probe=identify)
     url = handle.url
     deadline = time.monotonic() + timeout
@@ -378,6 +373,34 @@ def _tail(path: Path | None, last_lines: int) -> str:
 
 def _project_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
+
+
+def _spawn(cmd: list[str], log_file: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the server process from a thread that lives as long as this process.
+
+    Linux's parent-death signal (``_die_with_parent``) fires when the *thread*
+    that forked the child ends, not the process: a server started from a
+    short-lived thread (an exercise's check, ``asyncio.to_thread``) would be
+    killed as soon as that thread returns. So only the main thread, or one
+    long-lived spawner thread, ever starts a server.
+    """
+
+    def popen() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+    if threading.current_thread() is threading.main_thread():
+        return popen()
+    return _SPAWNER.submit(popen).result()
+
+
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="course-server-spawner")
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

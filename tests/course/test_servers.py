@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -177,3 +178,20 @@ def test_a_scenario_the_server_refuses_is_a_start_error(api):
     with pytest.raises(ServerStartError, match=r"refused its set-up: .*error_rate"):
         start_mock_api(port=api.port, items=50, seed=2, scenario={"error_rate": -1})
     start_mock_api(port=api.port, items=50, seed=2)  # the server itself is fine
+
+
+def test_a_server_started_from_a_short_lived_thread_outlives_the_thread():
+    # Linux's parent-death signal is tied to the thread that forked: a check()
+    # runs in a worker thread, and its server must survive that thread.
+    started: list[ServerHandle] = []
+    thread = threading.Thread(target=lambda: started.append(start_mock_api(port=None, items=10)))
+    thread.start()
+    thread.join()
+    handle = started[0]
+    try:
+        time.sleep(1.0)
+        assert handle.running, "the server died with the thread that started it"
+        with urllib.request.urlopen(handle.url + "/items/3", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        handle.stop()
