@@ -130,7 +130,10 @@ async def _check_poll_once(poll_once: Any) -> None:
     stamp = float(int(time.time()))
     # (what the checker writes before the poll, what the poll must deliver)
     steps: list[tuple[list[tuple[str, str, float]], str]] = [
-        ([("unread_message_count", "1", stamp), ("greeting", '"hello"', stamp)], "two notifications with the same timestamp"),
+        (
+            [("unread_message_count", "1", stamp), ("greeting", '"hello"', stamp)],
+            "two notifications with the same timestamp",
+        ),
         ([], "nothing new"),
         (
             [("unread_message_count", "2", stamp), ("mention", '"see you"', stamp - 5.0)],
