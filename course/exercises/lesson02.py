@@ -190,9 +190,7 @@ async def _check_poll_once(poll_once: Any) -> None:
     )
 
 
-async def _poll_once(
-    session: aiohttp.ClientSession, base_url: str, cursor: int
-) -> tuple[list[dict[str, Any]], int]:
+async def _poll_once(session: aiohttp.ClientSession, base_url: str, cursor: int) -> tuple[list[dict[str, Any]], int]:
     """One poll of ``/notifications?after=cursor``: the new notifications and the next cursor."""
     url = f"{base_url}/notifications"
     async with session.get(url, params={"after": str(cursor)}, allow_redirects=False) as reply:

@@ -105,14 +105,14 @@ expected_requests = Exercise(
         Mistake(_stream_per_message, "sse with 30 users, 6 s, 45 messages, interval 1 s: 75 requests is too many"),
         Mistake(_poll_forgets_users, "poll with 30 users, 6 s, 45 messages, interval 1 s: 6 requests is too few"),
     ),
-    solution_code='''def expected_requests(transport, users, seconds, messages, interval):
+    solution_code="""def expected_requests(transport, users, seconds, messages, interval):
     if transport == "poll":
         return users * seconds / interval   # asks every interval, news or not
     if transport == "longpoll":
         return users + messages             # one waiting each + one after every answer
     if transport == "sse":
         return users                        # one stream each, kept open
-''',
+""",
     success="that is the cost model; now see how the measurement compares.",
 )
 
