@@ -148,7 +148,7 @@ async def _send_note(base_url: str, username: str, password: str, recipient: str
 
         async def post_form(path: str, fields: dict[str, str]) -> tuple[int, str]:
             async with session.get(base_url + path) as form_page:
-                found = _TOKEN.search(await form_page.text())
+                found = re.search(r'name="csrf_token"[^>]*\svalue="([^"]+)"', await form_page.text())
             if found is None:
                 raise RuntimeError(f"no form with a CSRF token at {path} (status {form_page.status})")
             fields = {**fields, "csrf_token": found.group(1)}

@@ -195,7 +195,8 @@ async def _check_format_event(format_event: Any) -> None:
 
 def _format_event(id: int, name: str, data: str) -> str:
     """One SSE event: its id, its name, one data line per line of ``data``, then a blank line."""
-    data_lines = "".join(f"data: {part}\n" for part in _LINE_END.split(data))
+    pieces = re.split(r"\r\n|\r|\n", data)  # the only line ends of an event stream
+    data_lines = "".join(f"data: {piece}\n" for piece in pieces)
     return f"id: {id}\nevent: {name}\n{data_lines}\n"
 
 
