@@ -117,19 +117,19 @@ class ConnectionCountingRelay:
 
     def _relay(self, client: socket.socket) -> None:
         with client, socket.create_connection(self._target) as upstream, selectors.DefaultSelector() as selector:
-            selector.register(client, selectors.EVENT_READ, upstream)
-            selector.register(upstream, selectors.EVENT_READ, client)
+            selector.register(client, selectors.EVENT_READ, (client, upstream))
+            selector.register(upstream, selectors.EVENT_READ, (upstream, client))
             while True:
                 ready = selector.select(timeout=self._idle_timeout)
                 if not ready:
                     return
                 for key, _ in ready:
-                    source: socket.socket = key.fileobj  # type: ignore[assignment]
+                    source, destination = key.data
                     try:
                         data = source.recv(65536)
                         if not data:
                             return
-                        key.data.sendall(data)
+                        destination.sendall(data)
                     except OSError:
                         return
 

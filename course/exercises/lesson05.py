@@ -112,11 +112,11 @@ _GATHER_LIMIT = 5
 _GATHER_LATENCY = 0.05
 
 
-async def _fetch_all(session: aiohttp.ClientSession, urls: list[str], limit: int) -> list[Any]:
-    """The JSON body of every URL, in the order of ``urls``, never more than ``limit`` at a time."""
+async def _fetch_all(session: aiohttp.ClientSession, urls: list[str], limit: int) -> list:
+    """Every URL's JSON body, in the order of urls, with at most `limit` requests in flight."""
     seats = asyncio.Semaphore(limit)
 
-    async def fetch(url: str) -> Any:
+    async def fetch(url: str) -> dict:
         # a seat per request: taken before it is sent, given back when it is done (even on an error)
         async with seats, session.get(url) as response:
             response.raise_for_status()
@@ -242,14 +242,13 @@ _QUICK, _SLOW = 0.05, 1.5  # seconds the server takes to answer in the checker's
 _LIMIT_IN_TIME, _LIMIT_TOO_SHORT, _CANCEL_AFTER = 2.0, 0.2, 0.2
 
 
-async def _fetch_within(session: aiohttp.ClientSession, url: str, seconds: float) -> dict[str, Any] | None:
-    """The JSON body of ``url``, or None if it takes longer than ``seconds``."""
+async def _fetch_within(session: aiohttp.ClientSession, url: str, seconds: float) -> dict | None:
+    """The JSON body of url, or None if it does not come within `seconds`."""
     try:
         async with asyncio.timeout(seconds):
             async with session.get(url) as response:
                 response.raise_for_status()
-                body: dict[str, Any] = await response.json()
-                return body
+                return await response.json()
     except TimeoutError:  # raised by asyncio.timeout in place of the CancelledError it caused
         return None
 
@@ -371,11 +370,10 @@ def _describe(error: aiohttp.ClientResponseError) -> str:
     return f"{error.status} {error.request_info.url.path}"
 
 
-async def _fetch_group(session: aiohttp.ClientSession, urls: list[str]) -> tuple[list[Any], list[str]]:
-    """All bodies in order and no errors; or, if any request fails, no bodies and one
-    "<status> <path>" per failure (the TaskGroup cancels the rest)."""
+async def _fetch_group(session: aiohttp.ClientSession, urls: list[str]) -> tuple[list, list[str]]:
+    """All bodies and no errors, or no bodies and one "<status> <path>" per failed request."""
 
-    async def fetch(url: str) -> Any:
+    async def fetch(url: str) -> dict:
         async with session.get(url) as response:
             response.raise_for_status()
             return await response.json()
