@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from course.checks import Exercise, Incorrect, Mistake
-from course.exercises._mockapi import checker_api
+from course.checks import Exercise, Incorrect, Mistake, checker_mock_api
 from course.mockapi_control import MockAPIControl
 
 __all__ = ["fetch_emails", "sequential_seconds"]
@@ -161,7 +160,7 @@ def _fetch_emails(base_url: str, ids: list[int]) -> list[str]:
 
 
 def _check_fetch_emails(answer: Callable[[str, list[int]], Any]) -> None:
-    base = checker_api({})
+    base = checker_mock_api({})
     with requests.Session() as mine:
         expected = [mine.get(f"{base}/items/{item}", timeout=10).json()["email"] for item in _EMAIL_IDS]
     control = MockAPIControl(base)

@@ -17,8 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from course.checks import Exercise, Incorrect, Mistake
-from course.exercises._mockapi import checker_api
+from course.checks import Exercise, Incorrect, Mistake, checker_mock_api
 from course.mockapi_control import AsyncMockAPIControl
 
 __all__ = ["fetch_all", "fetch_group", "fetch_within", "in_flight_needed"]
@@ -126,7 +125,7 @@ async def _fetch_all(session: aiohttp.ClientSession, urls: list[str], limit: int
 
 
 async def _check_fetch_all(answer: Callable[..., Any]) -> None:
-    base = checker_api({"latency": {"mean": _GATHER_LATENCY, "jitter": 0.0}})
+    base = checker_mock_api({"latency": {"mean": _GATHER_LATENCY, "jitter": 0.0}})
     urls = [f"{base}/items/{item}" for item in _GATHER_IDS]
     async with aiohttp.ClientSession() as session:  # a pool of 100 connections: the bound must be yours
         got = await answer(session, urls, _GATHER_LIMIT)
@@ -256,7 +255,7 @@ async def _fetch_within(session: aiohttp.ClientSession, url: str, seconds: float
 async def _check_fetch_within(answer: Callable[..., Any]) -> None:
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
-        control = AsyncMockAPIControl(checker_api({"latency": {"mean": _QUICK, "jitter": 0.0}}), session)
+        control = AsyncMockAPIControl(checker_mock_api({"latency": {"mean": _QUICK, "jitter": 0.0}}), session)
         (expected,) = await _bodies(session, control.base_url, [7])
         got = await answer(session, f"{control.base_url}/items/7", _LIMIT_IN_TIME)
         left = await _cancel_leftovers()
@@ -394,7 +393,7 @@ async def _fetch_group(session: aiohttp.ClientSession, urls: list[str]) -> tuple
 async def _check_fetch_group(answer: Callable[..., Any]) -> None:
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
-        control = AsyncMockAPIControl(checker_api({"latency": {"mean": 0.05, "jitter": 0.0}}), session)
+        control = AsyncMockAPIControl(checker_mock_api({"latency": {"mean": 0.05, "jitter": 0.0}}), session)
         healthy = [f"{control.base_url}/items/{item}" for item in _GROUP_IDS]
         expected = await _bodies(session, control.base_url, _GROUP_IDS)
         got = await answer(session, healthy)
@@ -412,7 +411,7 @@ async def _check_fetch_group(answer: Callable[..., Any]) -> None:
 
         await control.use({"latency": {"mean": _GROUP_SLOW, "jitter": 0.0}})
         for scenario, path, status in [({}, "/items/10", 404), ({"error_rate": 1.0}, "/items/3", 500)]:
-            broken = checker_api(scenario, items=10) + path  # a second server, answering at once
+            broken = checker_mock_api(scenario, items=10) + path  # a second server, answering at once
             urls = [*healthy[:2], broken, *healthy[2:]]
             started = loop.time()
             got = await answer(session, urls)
