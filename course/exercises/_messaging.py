@@ -88,38 +88,11 @@ def checker_messaging_app() -> CheckerApp:
             return _APP[0]
         folder = Path(tempfile.mkdtemp(prefix="course-checker-messaging-"))
         atexit.register(shutil.rmtree, folder, True)
-        server = _start_in_a_lasting_thread(folder)
+        server = start_messaging_app(
+            port=None, folder=folder, config={"PASSWORD_HASH_METHOD": FAST_HASH}, reuse=False
+        )  # course.servers keeps it alive past this (short-lived) checker thread
         _APP[:] = [CheckerApp(server, folder / "messaging.db")]
         return _APP[0]
-
-
-def _start_in_a_lasting_thread(folder: Path) -> ServerHandle:
-    """Start the app from a thread that never ends.
-
-    On Linux a server started by ``course.servers`` dies with the *thread* that
-    started it (``PR_SET_PDEATHSIG`` follows the thread, not the process), and
-    ``check()`` runs every checker in a short-lived worker thread.
-    """
-    started: dict[str, object] = {}
-    ready = threading.Event()
-
-    def keeper() -> None:
-        try:
-            started["server"] = start_messaging_app(
-                port=None, folder=folder, config={"PASSWORD_HASH_METHOD": FAST_HASH}, reuse=False
-            )
-        except BaseException as exc:  # handed to the caller
-            started["error"] = exc
-        ready.set()
-        threading.Event().wait()  # outlive every check; a daemon thread ends with the interpreter
-
-    threading.Thread(target=keeper, name="checker-messaging-app", daemon=True).start()
-    ready.wait()
-    if "error" in started:
-        raise started["error"]  # type: ignore[misc]
-    server = started["server"]
-    assert isinstance(server, ServerHandle)
-    return server
 
 
 def fresh_names(*roles: str) -> list[str]:
