@@ -316,7 +316,7 @@ run_pipeline = Exercise(
 
 # -- one_limit: the same pipeline under a strict limit, one limiter for both stages ------------
 
-_LIMIT, _LIMITED_PAGES, _LIMITED_PER_PAGE = 20, 3, 10  # 33 requests at 20/s: about 1.7 s
+_LIMIT, _LIMITED_PAGES, _LIMITED_PER_PAGE = 20, 5, 6  # 35 requests at 20/s: about 1.7 s
 
 
 async def _one_limit(base_url: str, pages: int, per_page: int, rate: float) -> RunReport:
