@@ -19,20 +19,11 @@ import tempfile
 from pathlib import Path
 
 from course import notify
+from course.browser import CHROMIUM, CHROMIUM_ARGS
 from course.servers import FAST_HASH, start_messaging_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "notebooks" / "images" / "01_unread_badge.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "password"
 UNREAD = 3
 
