@@ -129,8 +129,10 @@ async def _run_pause_gate(answer: Any) -> None:
         )
     stats = MockAPIControl(url).stats(detail=True)
     arrivals = list(zip(stats["arrivals"], stats["statuses"], strict=True))
-    first_wave = sum(1 for t, s in arrivals if s == "503" and t < 0.5)
-    later = [t for t, s in arrivals if s == "503" and t >= 0.5]
+    refusals = [t for t, s in arrivals if s == "503"]
+    wave_ends = (refusals[0] if refusals else 0.0) + 0.5  # the first wave: half a second from the first 503
+    first_wave = sum(1 for t in refusals if t < wave_ends)
+    later = [t for t in refusals if t >= wave_ends]
     Incorrect.unless(
         first_wave <= GATE_WORKERS,
         f"in the first half second of the outage the server answered 503 to {first_wave} requests from "
