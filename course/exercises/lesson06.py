@@ -149,7 +149,7 @@ WORKERS = 4
 
 
 async def _fetch_with_workers(
-    session: aiohttp.ClientSession, base_url: str, ids: Iterable[int], workers: int
+    session: aiohttp.ClientSession, base_url: str, ids: list[int], workers: int
 ) -> dict[int, str]:
     """Fetch ``{base_url}/items/{id}`` for every id with ``workers`` worker tasks fed by one queue;
     return ``{id: email}``. Every worker stops when the work is over."""

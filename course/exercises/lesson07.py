@@ -367,11 +367,7 @@ RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 
 
 async def _get_with_retries(
-    session: aiohttp.ClientSession,
-    url: str,
-    next_wait: Waiter,
-    rng: random.Random,
-    retries: int = 4,
+    session: aiohttp.ClientSession, url: str, next_wait, rng: random.Random, retries: int = 4
 ) -> int:
     """GET `url`; retry a retryable answer or a broken connection at most `retries` times, waiting
     next_wait(failures so far, the Retry-After header or None, rng, now) before each. Returns the
@@ -387,7 +383,7 @@ async def _get_with_retries(
             if failures == retries:
                 raise
         else:
-            if status not in RETRYABLE or failures == retries:
+            if status not in {408, 425, 429, 500, 502, 503, 504} or failures == retries:
                 return status
         failures += 1
         await asyncio.sleep(next_wait(failures, header, rng, datetime.now(UTC)))
