@@ -36,6 +36,7 @@ __all__ = [
     "DECOYS",
     "DEFECTS",
     "SkeletonAwareExercise",
+    "await_or_explain",
     "defect_menu",
     "even_limiter",
     "fetch_with_workers",
