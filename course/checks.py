@@ -35,9 +35,11 @@ Conventions every lesson keeps (``tests/course/test_exercises.py`` holds them):
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import re
+import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +47,7 @@ from typing import Any, Literal
 
 from IPython.display import Code, Markdown
 
-__all__ = ["NOT_ANSWERED", "Exercise", "Incorrect", "Kind", "Mistake", "Outcome", "checker_mock_api"]
+__all__ = ["NOT_ANSWERED", "Exercise", "Incorrect", "Kind", "Mistake", "Outcome", "checker_mock_api", "source_as"]
 
 Kind = Literal["async", "sync", "choice"]
 
@@ -175,6 +177,12 @@ class Exercise:
         return f"<Exercise lesson{self.lesson:02d}.{self.name} ({self.kind}): check(answer), hint(), solution()>"
 
 
+def source_as(reference: Any, name: str) -> str:
+    """The reference's source as the learner would write it: defined under ``name``."""
+    source = inspect.getsource(reference)
+    return re.sub(rf"^(\s*(?:async def|def|class) ){re.escape(reference.__name__)}\b", rf"\g<1>{name}", source, count=1)
+
+
 def _kind_of(answer: Any) -> Kind:
     if inspect.iscoroutinefunction(answer):
         return "async"
@@ -248,20 +256,32 @@ _CHECKER_SERVERS_LOCK = threading.Lock()
 
 
 def _is_stub(answer: Any) -> bool:
-    """A function whose body is only ``...`` or ``pass`` is not an answer yet."""
+    """A skeleton is not an answer yet: a function whose body is only ``...``, ``pass`` or
+    ``raise NotImplementedError`` (a docstring aside), or a class whose own methods all are."""
+    if inspect.isclass(answer):
+        methods = [value for value in vars(answer).values() if inspect.isfunction(value)]
+        return bool(methods) and all(_is_stub(method) for method in methods)
     if not callable(answer):
         return False
     try:
-        lines = inspect.getsource(answer).strip().splitlines()
-    except (OSError, TypeError):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(answer)))
+    except (OSError, TypeError, SyntaxError):
         return False
-    body = [
-        line.strip()
-        for line in lines[1:]
-        if line.strip() and not line.strip().startswith(("#", '"""', "'''"))
-    ]
-    return bool(lines) and lines[0].lstrip().startswith(("def ", "async def ")) and body in (
-        ["..."],
-        ["pass"],
-        ["raise NotImplementedError"],
-    )
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False  # a lambda, or source we cannot read as one definition
+    body = definition.body
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        body = body[1:]  # the docstring
+    if len(body) != 1:
+        return False
+    (statement,) = body
+    if isinstance(statement, ast.Pass):
+        return True
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+        return statement.value.value is Ellipsis
+    if isinstance(statement, ast.Raise) and statement.exc is not None:
+        raised = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
+        return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+    return False

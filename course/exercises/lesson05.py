@@ -10,22 +10,16 @@ cancellation, ``fetch_group`` by how soon a failure stops its siblings.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from course.checks import Exercise, Incorrect, Mistake, checker_mock_api
+from course.checks import Exercise, Incorrect, Mistake, checker_mock_api, source_as
 from course.mockapi_control import AsyncMockAPIControl
 
 __all__ = ["fetch_all", "fetch_group", "fetch_within", "in_flight_needed"]
-
-
-def _source_as(function: Callable[..., Any], name: str) -> str:
-    """The source of a reference answer, under the name the notebook's skeleton uses."""
-    return inspect.getsource(function).replace(f"def {function.__name__}(", f"def {name}(", 1)
 
 
 async def _bodies(session: aiohttp.ClientSession, base_url: str, ids: list[int]) -> list[Any]:
@@ -229,7 +223,7 @@ fetch_all = Exercise(
         Mistake(_fetch_all_one_by_one, "one after another"),
         Mistake(_fetch_all_as_completed, "in the order of the URLs"),
     ),
-    solution_code=_source_as(_fetch_all, "fetch_all"),
+    solution_code=source_as(_fetch_all, "fetch_all"),
     success="every request held one seat while in flight, so the server never saw more than the bound.",
     timeout=8.0,
 )
@@ -353,7 +347,7 @@ fetch_within = Exercise(
         Mistake(_fetch_within_left_running, "still running"),
         Mistake(_fetch_within_deadline_mixup, "returned None for an item the server answers in 0.05 s"),
     ),
-    solution_code=_source_as(_fetch_within, "fetch_within"),
+    solution_code=source_as(_fetch_within, "fetch_within"),
     success="the slow request was cancelled when the time was up, and your caller can still cancel you.",
     timeout=10.0,
 )
@@ -487,7 +481,7 @@ fetch_group = Exercise(
         Mistake(_fetch_group_gather, "still running"),
         Mistake(_fetch_group_return_exceptions, "were not cancelled"),
     ),
-    solution_code=_source_as(_fetch_group, "fetch_group"),
+    solution_code=source_as(_fetch_group, "fetch_group"),
     success="one failure cancelled the siblings, and except* took the errors out of the ExceptionGroup.",
     timeout=15.0,
 )

@@ -21,66 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import re
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import aiohttp
 
-from course.checks import NOT_ANSWERED, Exercise, Incorrect, Mistake, Outcome, _is_stub, checker_mock_api
+from course.checks import Exercise, Incorrect, Mistake, checker_mock_api, source_as
 from course.mockapi_control import MockAPIControl
 
 __all__ = [
     "DECOYS",
     "DEFECTS",
-    "SkeletonAwareExercise",
     "await_or_explain",
     "defect_menu",
     "even_limiter",
     "fetch_with_workers",
-    "mock_api",
     "run_on_own_loop",
-    "source_as",
     "spot_the_bugs",
 ]
 
 T = TypeVar("T")
-
-
-_SERVER_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checker-servers")
-
-
-def mock_api(scenario: dict[str, Any] | None = None) -> str:
-    """``checker_mock_api(scenario)``, called from a thread that lives as long as the process.
-
-    ``check()`` runs a checker in a short-lived thread, and on Linux a server started
-    from a thread gets SIGTERM when *that thread* ends (``PR_SET_PDEATHSIG`` follows the
-    thread, not the process): the next check would find it gone.
-    """
-    return _SERVER_STARTER.submit(checker_mock_api, scenario).result()
-
-
-class SkeletonAwareExercise(Exercise):
-    """An exercise whose answer is a class: a class whose own methods are all still ``...``
-    (the notebook's skeleton) is "not answered yet", as a function skeleton is."""
-
-    def check(self, answer: Any) -> Outcome:
-        if inspect.isclass(answer) and _only_skeleton_methods(answer):
-            return super().check(NOT_ANSWERED)
-        return super().check(answer)
-
-
-def _only_skeleton_methods(cls: type) -> bool:
-    methods = [value for name, value in vars(cls).items() if inspect.isfunction(value)]
-    return bool(methods) and all(_is_stub(method) for method in methods)
-
-
-def source_as(reference: Any, name: str) -> str:
-    """The reference's source as the learner would write it: defined under ``name``."""
-    source = inspect.getsource(reference)
-    return re.sub(rf"^(\s*(?:async def|def|class) ){re.escape(reference.__name__)}\b", rf"\g<1>{name}", source, count=1)
 
 
 # -- a loop of the checker's own -------------------------------------------------------------
@@ -174,7 +134,7 @@ async def _fetch_with_workers(
 
 
 async def _run_fetch_with_workers(answer: Any) -> None:
-    url = mock_api(WORKERS_SCENARIO)
+    url = checker_mock_api(WORKERS_SCENARIO)
     async with aiohttp.ClientSession() as session:
         call = answer(session, url, list(WORKERS_IDS), WORKERS)
         got = await await_or_explain(call, 8.0, f"fetch_with_workers(session, url, 60 ids, workers={WORKERS})")
@@ -376,7 +336,7 @@ def _arrival_rate(stats: dict[str, Any]) -> float:
 
 
 async def _run_even_limiter(answer: Any) -> None:
-    url = mock_api({"rate_limit": {"requests": LIMIT, "per": 1.0}})
+    url = checker_mock_api({"rate_limit": {"requests": LIMIT, "per": 1.0}})
     control = MockAPIControl(url)
     async with aiohttp.ClientSession() as session:
         limiter = answer(RATE)
@@ -461,7 +421,7 @@ class _PerCallerSchedule:
         await asyncio.sleep(self.interval)
 
 
-even_limiter = SkeletonAwareExercise(
+even_limiter = Exercise(
     "even_limiter",
     checker=_check_even_limiter,
     hint_text=(

@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from course.checks import Exercise, Incorrect, Mistake
-from course.exercises.lesson06 import SkeletonAwareExercise, await_or_explain, mock_api, run_on_own_loop, source_as
+from course.checks import Exercise, Incorrect, Mistake, checker_mock_api
+from course.exercises.lesson06 import await_or_explain, run_on_own_loop, source_as
 from course.mockapi_control import MockAPIControl
 from course.policies import parse_retry_after
 
@@ -116,7 +116,7 @@ OUTAGE = {"outages": [{"start": 0.0, "duration": 1.5, "retry_after": 1}], "laten
 
 
 async def _run_pause_gate(answer: Any) -> None:
-    url = mock_api(OUTAGE)
+    url = checker_mock_api(OUTAGE)
     async with aiohttp.ClientSession() as session:
         gate = answer()
         run = fetch_through_gate(gate, session, url, range(GATE_ITEMS), GATE_WORKERS)
@@ -182,7 +182,7 @@ class _ForgetsTheWaiters(_PauseGate):
         self.closed, self.probe_out = False, False
 
 
-pause_gate = SkeletonAwareExercise(
+pause_gate = Exercise(
     "pause_gate",
     checker=_check_pause_gate,
     hint_text=(
@@ -408,7 +408,7 @@ class _WaitLog:
 
 async def _run_get_with_retries(answer: Any) -> None:
     async with aiohttp.ClientSession() as session:
-        url = mock_api({"error_rate": 1.0})
+        url = checker_mock_api({"error_rate": 1.0})
         waits = _WaitLog(3)
         status = await await_or_explain(answer(session, f"{url}/items/1", waits, random.Random(1), 3), 8.0, "500s")
         requests = MockAPIControl(url).stats()["requests"]
@@ -424,7 +424,7 @@ async def _run_get_with_retries(answer: Any) -> None:
             f"next_wait should get the failures so far, 1, 2, 3; it got {[a for a, _ in waits.calls]}.",
         )
 
-        url = mock_api()
+        url = checker_mock_api()
         waits = _WaitLog(3)
         status = await await_or_explain(answer(session, f"{url}/items/5000", waits, random.Random(1), 3), 8.0, "404")
         requests = MockAPIControl(url).stats()["requests"]
@@ -434,7 +434,7 @@ async def _run_get_with_retries(answer: Any) -> None:
             f"request(s) and you returned {status!r}. Asking again does not make it exist.",
         )
 
-        url = mock_api({"outages": [{"start": 0.0, "duration": 0.6, "retry_after": 1}]})
+        url = checker_mock_api({"outages": [{"start": 0.0, "duration": 0.6, "retry_after": 1}]})
         waits = _WaitLog(3)
         status = await await_or_explain(answer(session, f"{url}/items/2", waits, random.Random(1), 3), 8.0, "503")
         stats = MockAPIControl(url).stats(detail=True)
@@ -449,7 +449,7 @@ async def _run_get_with_retries(answer: Any) -> None:
             f"{stats['by_status']} and you returned {status!r}.",
         )
 
-        url = mock_api({"drop_rate": 1.0})
+        url = checker_mock_api({"drop_rate": 1.0})
         waits = _WaitLog(2)
         try:
             status = await await_or_explain(answer(session, f"{url}/items/3", waits, random.Random(1), 2), 8.0, "drops")

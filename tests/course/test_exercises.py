@@ -216,3 +216,34 @@ def test_the_course_has_enough_exercises_and_most_ask_for_async_code():
     assert kinds["async"] >= 14, f"{kinds['async']} ask for async code"
     thin = [lesson for lesson in range(1, 10) if per_lesson[lesson] < 2]
     assert not thin, f"lessons with fewer than two exercises: {thin}"
+
+
+def test_skeletons_with_long_docstrings_and_skeleton_classes_are_not_attempts():
+    async def fetch(session, url):
+        """Fetch one URL.
+
+        Several lines of explanation, as the notebooks' skeletons have.
+        """
+        ...
+
+    def raises(x):
+        """One line."""
+        raise NotImplementedError
+
+    class Limiter:
+        """A limiter to write."""
+
+        def __init__(self, rate):
+            ...
+
+        async def acquire(self):
+            """Wait for a slot."""
+            ...
+
+    class Started(Limiter):
+        def __init__(self, rate):
+            self.rate = rate
+
+    for skeleton in (fetch, raises, Limiter):
+        assert not DOUBLE.check(skeleton).attempted, skeleton
+    assert DOUBLE.check(Started).attempted  # a class with one method written is an answer
