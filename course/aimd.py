@@ -1,0 +1,235 @@
+"""A client that finds the limit by itself: ``AimdLimiter`` and ``aimd_policy``.
+
+When nobody tells the client the API's limit, it can find it the way TCP
+finds a network's capacity:
+
+1. **slow start** -- begin low (``start`` requests/s) and double the pace
+   every ``window`` seconds until the first refusal (a 429); then halve it,
+   back to the last pace that was accepted;
+2. **additive increase** -- from then on, raise the pace by ``increase``
+   requests/s each window without a refusal;
+3. **multiplicative decrease** -- on a 429, multiply the pace by
+   ``decrease``, ONCE per window: the refusals of the requests already on
+   their way when the pace was cut say nothing new, and cutting for each of
+   them would crash the pace to the floor.
+
+The pace saws between ``decrease`` times the limit and the limit; with the
+default 0.9 the client gets about 95 % of it (a refused request is retried,
+not lost: the server admits up to its limit even while the client asks for
+more).
+
+When the server *announces* its limit in the IETF httpapi draft's headers
+(``RateLimit-Policy: "default";q=100;w=1`` -- a quota ``q`` per window of
+``w`` seconds -- and ``RateLimit: "default";r=37;t=1`` -- ``r`` requests
+remaining, ``t`` seconds until the window frees), there is nothing to find:
+from the first such answer on, the limiter paces at the announced quota and
+counts its own requests in the announced window exactly as
+``course.limiters.RateLimiter`` does (the pace runs ``margin`` under it), so
+it gets no 429 after that first answer. ``r=0`` holds every request back for
+``t`` seconds. The draft's earlier form (``RateLimit-Policy: 100;w=1``,
+``RateLimit: limit=100, remaining=37, reset=1``) is read too.
+
+``aimd_policy()`` is the error policy that shows the limiter every answer
+(a ``WorkerPool`` otherwise shows it only the 429s):
+
+    >>> limiter = AimdLimiter()
+    >>> pool = WorkerPool(url, limiter=limiter, policy=aimd_policy())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from course.limiters import RateLimiter
+from course.policies import Attempt, Decision, ErrorPolicy, slow_down_and_retry
+
+__all__ = ["AimdLimiter", "AnnouncedLimit", "aimd_policy", "parse_rate_limit_headers"]
+
+log = logging.getLogger(__name__)
+
+#: A pace no higher than this is ever tried (requests per second).
+MAX_RATE = 100_000.0
+
+
+@dataclass(frozen=True)
+class AnnouncedLimit:
+    """What the ``RateLimit-Policy`` / ``RateLimit`` headers of one answer say."""
+
+    quota: int  # requests per window
+    window: float  # seconds
+    remaining: int | None = None
+    reset: float | None = None
+
+
+_PARAM = re.compile(r";\s*([a-z][a-z0-9_.*-]*)\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
+_PAIR = re.compile(r"([a-z]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
+
+
+def _first_member(value: str) -> str:
+    """The first member of a structured-field list (the draft allows several policies)."""
+    return value.split(",")[0]
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str]) -> AnnouncedLimit | None:
+    """The limit announced by ``RateLimit-Policy`` (and ``RateLimit``), or None if absent or unreadable."""
+    policy = headers.get("RateLimit-Policy")
+    if not policy:
+        return None
+    member = _first_member(policy)
+    params = {key.lower(): value for key, value in _PARAM.findall(member)}
+    quota_text = params.get("q")
+    if quota_text is None:  # the earlier draft: "100;w=1", the quota as the item itself
+        head = member.split(";")[0].strip()
+        quota_text = head if re.fullmatch(r"[0-9]+", head) else None
+    window_text = params.get("w", "1")
+    try:
+        quota, window = int(float(quota_text or "")), float(window_text)
+    except ValueError:
+        return None
+    if quota < 1 or not (math.isfinite(window) and window > 0):
+        return None
+    remaining = reset = None
+    current = headers.get("RateLimit")
+    if current:
+        member = _first_member(current) if ";" in current else current
+        found = {key.lower(): value for key, value in _PARAM.findall(member)}
+        if not found:  # the earlier draft: "limit=100, remaining=37, reset=1"
+            found = {key.lower(): value for key, value in _PAIR.findall(current)}
+            found = {"r": found.get("remaining", ""), "t": found.get("reset", "")}
+        try:
+            remaining = int(float(found["r"])) if found.get("r") else None
+            reset = float(found["t"]) if found.get("t") else None
+        except ValueError:
+            remaining = reset = None
+    return AnnouncedLimit(quota, window, remaining, reset)
+
+
+class AimdLimiter(RateLimiter):
+    """A pace found by additive increase / multiplicative decrease, or read from the server's headers.
+
+    ``start`` is the first pace (requests/s); ``increase`` the additive step
+    per ``window`` (default: 2.5 % of the pace at the first refusal);
+    ``decrease`` the factor applied on a 429, at most once per ``window``.
+    ``margin`` keeps an announced pace under the announced quota.
+    """
+
+    def __init__(
+        self,
+        start: float = 10.0,
+        *,
+        increase: float | None = None,
+        decrease: float = 0.9,
+        window: float = 1.0,
+        margin: float = 0.02,
+        max_rate: float = MAX_RATE,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not (math.isfinite(start) and 0 < start <= max_rate):
+            raise ValueError(f"start is a pace in requests/s, > 0 and <= max_rate, got {start}")
+        if increase is not None and not (math.isfinite(increase) and increase > 0):
+            raise ValueError(f"increase is a pace step in requests/s > 0, got {increase}")
+        if not 0 < decrease < 1:
+            raise ValueError(f"decrease is a factor in (0, 1), got {decrease}")
+        if not (math.isfinite(window) and window > 0):
+            raise ValueError(f"window is a number of seconds > 0, got {window}")
+        super().__init__(start, 1.0, margin=0.0, clock=clock)
+        self._limit = 2**62  # no window count while the limit is unknown: the pace alone
+        self.increase = increase
+        self.decrease = decrease
+        self.window = window
+        self.announced_margin = margin
+        self.max_rate = max_rate
+        self.pace = start
+        self.slow_start = True
+        self.announced: AnnouncedLimit | None = None
+        self.cuts = 0
+        self._changed = -math.inf  # when the pace last changed (None: never)
+        self._hold_until = 0.0
+
+    # -- the pace --------------------------------------------------------------------
+
+    def _set_pace(self, pace: float, now: float) -> None:
+        self.pace = min(self.max_rate, max(pace, 0.1))
+        self._target = self._current = self.pace
+        self._interval = 1.0 / self.pace
+        self._changed = now
+
+    async def acquire(self, *, hold: bool = False) -> None:
+        now = self._now()
+        if self._changed == -math.inf:
+            self._changed = now
+        if self.announced is None and now - self._changed >= self.window:
+            grown = self.pace * 2 if self.slow_start else self.pace + (self.increase or self.pace * 0.025)
+            self._set_pace(grown, now)
+        if self._hold_until > now:  # the server said r=0: nothing until its window frees
+            await asyncio.sleep(self._hold_until - now)
+        await super().acquire(hold=hold)
+
+    def slow_down(self, factor: float | None = None) -> None:
+        """A 429: cut the pace (halve it at the end of slow start), once per window."""
+        now = self._now()
+        if self.announced is not None:
+            return  # the headers set the pace; a 429 then is someone else's (Retry-After handles it)
+        if now - self._changed < self.window and self.cuts:
+            return  # the answers to requests sent before the last cut: nothing new
+        if self.slow_start:
+            self.slow_start = False
+            cut = 0.5
+            if self.increase is None:
+                self.increase = max(0.1, self.pace * cut * 0.025)
+        else:
+            cut = self.decrease if factor is None else factor
+        self.cuts += 1
+        self._set_pace(self.pace * cut, now)
+        log.info("429: pace cut to %.1f requests/s", self.pace)
+
+    def observe(self, announced: AnnouncedLimit | None) -> None:
+        """An answer came with the rate-limit headers (or without: then nothing changes)."""
+        if announced is None:
+            return
+        now = self._now()
+        if announced != self.announced:
+            if self.announced is None or (announced.quota, announced.window) != (
+                self.announced.quota,
+                self.announced.window,
+            ):
+                self.rate, self.per = announced.quota, announced.window
+                self._limit = announced.quota  # count our own requests in the announced window
+                self._set_pace(announced.quota * (1 - self.announced_margin) / announced.window, now)
+                self.slow_start = False
+            self.announced = announced
+        if announced.remaining == 0 and announced.reset:
+            self._hold_until = max(self._hold_until, now + announced.reset)
+
+    @property
+    def current_rate(self) -> float:
+        return self.pace
+
+    def __repr__(self) -> str:
+        source = "announced" if self.announced else ("slow start" if self.slow_start else "AIMD")
+        return f"AimdLimiter(pace={self.pace:.1f}/s, {source}, cuts={self.cuts})"
+
+
+def aimd_policy(handlers: Mapping[int, Callable[[Attempt], Decision]] | None = None) -> ErrorPolicy:
+    """An ``ErrorPolicy`` that shows an ``AimdLimiter`` every 2xx and 429 answer's headers."""
+
+    def _observe(attempt: Attempt) -> None:
+        if isinstance(attempt.limiter, AimdLimiter) and attempt.response is not None:
+            attempt.limiter.observe(parse_rate_limit_headers(attempt.response.headers))
+
+    def accepted(attempt: Attempt) -> Decision:
+        _observe(attempt)
+        return Decision.accept()
+
+    def refused(attempt: Attempt) -> Decision:
+        _observe(attempt)
+        return slow_down_and_retry(attempt)
+
+    table: dict[int, Callable[[Attempt], Decision]] = {200: accepted, 429: refused}
+    table.update(handlers or {})
+    return ErrorPolicy(handlers=table)
