@@ -4,8 +4,11 @@ When nobody tells the client the API's limit, it can find it the way TCP
 finds a network's capacity:
 
 1. **slow start** -- begin low (``start`` requests/s) and double the pace
-   every ``window`` seconds until the first refusal (a 429); then halve it,
-   back to the last pace that was accepted;
+   every ``window`` seconds until the first refusal (a 429). Then the pace
+   was too high by up to half: it drops to what the server *accepted* in
+   the last window (a strict server admits its limit and refuses the rest,
+   so that count is the limit's best estimate), times ``decrease``, and
+   never below half the pace;
 2. **additive increase** -- from then on, raise the pace by ``increase``
    requests/s each window without a refusal;
 3. **multiplicative decrease** -- on a 429, multiply the pace by
@@ -42,6 +45,7 @@ import asyncio
 import logging
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -113,7 +117,7 @@ class AimdLimiter(RateLimiter):
     """A pace found by additive increase / multiplicative decrease, or read from the server's headers.
 
     ``start`` is the first pace (requests/s); ``increase`` the additive step
-    per ``window`` (default: 2.5 % of the pace at the first refusal);
+    per ``window`` (default: 2.5 % of the accepted rate at the first refusal);
     ``decrease`` the factor applied on a 429, at most once per ``window``.
     ``margin`` keeps an announced pace under the announced quota.
     """
@@ -148,8 +152,9 @@ class AimdLimiter(RateLimiter):
         self.slow_start = True
         self.announced: AnnouncedLimit | None = None
         self.cuts = 0
-        self._changed = -math.inf  # when the pace last changed (None: never)
+        self._changed = -math.inf  # when the pace last changed (-inf: not yet used)
         self._hold_until = 0.0
+        self._accepted: deque[float] = deque()  # when each answer of the last window was accepted
 
     # -- the pace --------------------------------------------------------------------
 
@@ -179,14 +184,29 @@ class AimdLimiter(RateLimiter):
             return  # the answers to requests sent before the last cut: nothing new
         if self.slow_start:
             self.slow_start = False
-            cut = 0.5
+            accepted = self.accepted_rate(now)
             if self.increase is None:
-                self.increase = max(0.1, self.pace * cut * 0.025)
+                self.increase = max(0.1, max(accepted, self.pace / 2) * 0.025)
+            pace = max(self.pace / 2, accepted * self.decrease)
         else:
-            cut = self.decrease if factor is None else factor
+            pace = self.pace * (self.decrease if factor is None else factor)
         self.cuts += 1
-        self._set_pace(self.pace * cut, now)
+        self._set_pace(pace, now)
         log.info("429: pace cut to %.1f requests/s", self.pace)
+
+    def accepted_rate(self, now: float | None = None) -> float:
+        """Answers accepted in the last ``window`` seconds, per second."""
+        now = self._now() if now is None else now
+        while self._accepted and self._accepted[0] <= now - self.window:
+            self._accepted.popleft()
+        return len(self._accepted) / self.window
+
+    def accepted(self, announced: AnnouncedLimit | None = None) -> None:
+        """An answer was accepted (2xx); ``announced``: what its rate-limit headers said, if anything."""
+        self._accepted.append(self._now())
+        if len(self._accepted) > 4 * self.pace * self.window + 16:  # keep the memory small
+            self.accepted_rate()
+        self.observe(announced)
 
     def observe(self, announced: AnnouncedLimit | None) -> None:
         """An answer came with the rate-limit headers (or without: then nothing changes)."""
@@ -218,18 +238,16 @@ class AimdLimiter(RateLimiter):
 def aimd_policy(handlers: Mapping[int, Callable[[Attempt], Decision]] | None = None) -> ErrorPolicy:
     """An ``ErrorPolicy`` that shows an ``AimdLimiter`` every 2xx and 429 answer's headers."""
 
-    def _observe(attempt: Attempt) -> None:
+    def accept(attempt: Attempt) -> Decision:
         if isinstance(attempt.limiter, AimdLimiter) and attempt.response is not None:
-            attempt.limiter.observe(parse_rate_limit_headers(attempt.response.headers))
-
-    def accepted(attempt: Attempt) -> Decision:
-        _observe(attempt)
+            attempt.limiter.accepted(parse_rate_limit_headers(attempt.response.headers))
         return Decision.accept()
 
-    def refused(attempt: Attempt) -> Decision:
-        _observe(attempt)
+    def refuse(attempt: Attempt) -> Decision:
+        if isinstance(attempt.limiter, AimdLimiter) and attempt.response is not None:
+            attempt.limiter.observe(parse_rate_limit_headers(attempt.response.headers))
         return slow_down_and_retry(attempt)
 
-    table: dict[int, Callable[[Attempt], Decision]] = {200: accepted, 429: refused}
+    table: dict[int, Callable[[Attempt], Decision]] = {200: accept, 429: refuse}
     table.update(handlers or {})
     return ErrorPolicy(handlers=table)
