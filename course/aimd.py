@@ -142,7 +142,12 @@ class AimdLimiter(RateLimiter):
         if not (math.isfinite(window) and window > 0):
             raise ValueError(f"window is a number of seconds > 0, got {window}")
         super().__init__(start, 1.0, margin=0.0, clock=clock)
-        self._limit = 2**62  # no window count while the limit is unknown: the pace alone
+        # The pace is kept here (see acquire); RateLimiter's own schedule is
+        # switched off and only its count of the server's window is used, once
+        # the headers announce the window (until then: no count, the pace alone).
+        self._target = self._current = math.inf
+        self._interval = 0.0
+        self._limit = 2**62
         self.increase = increase
         self.decrease = decrease
         self.window = window
@@ -155,25 +160,38 @@ class AimdLimiter(RateLimiter):
         self._changed = -math.inf  # when the pace last changed (-inf: not yet used)
         self._hold_until = 0.0
         self._accepted: deque[float] = deque()  # when each answer of the last window was accepted
+        self._last_slot = -math.inf
+        self._pacing = asyncio.Lock()  # one caller at a time waits for the next slot
 
     # -- the pace --------------------------------------------------------------------
 
     def _set_pace(self, pace: float, now: float) -> None:
         self.pace = min(self.max_rate, max(pace, 0.1))
-        self._target = self._current = self.pace
-        self._interval = 1.0 / self.pace
         self._changed = now
 
     async def acquire(self, *, hold: bool = False) -> None:
-        now = self._now()
-        if self._changed == -math.inf:
-            self._changed = now
-        if self.announced is None and now - self._changed >= self.window:
-            grown = self.pace * 2 if self.slow_start else self.pace + (self.increase or self.pace * 0.025)
-            self._set_pace(grown, now)
-        if self._hold_until > now:  # the server said r=0: nothing until its window frees
-            await asyncio.sleep(self._hold_until - now)
-        await super().acquire(hold=hold)
+        """Wait for the next slot at the current pace (then, once a window is announced, for room in it).
+
+        Callers queue on a lock and the one in front sleeps until its slot:
+        no slot is promised ahead, so a new pace applies to the very next one
+        (a schedule that handed out slots seconds ahead would carry on at the
+        old pace for as long).
+        """
+        async with self._pacing:
+            while True:
+                now = self._now()
+                if self._changed == -math.inf:
+                    self._changed = now
+                if self.announced is None and now - self._changed >= self.window:
+                    grown = self.pace * 2 if self.slow_start else self.pace + (self.increase or self.pace * 0.025)
+                    self._set_pace(grown, now)
+                slot = max(self._last_slot + 1.0 / self.pace, self._hold_until)
+                if slot <= now:
+                    break
+                await asyncio.sleep(min(slot - now, self.window))  # wake to see a new pace
+            # Lateness beyond a few ms is not made up (no burst after a stall).
+            self._last_slot = slot if now - slot < 0.005 else now
+        await super().acquire(hold=hold)  # the window count (announced), and hold/release
 
     def slow_down(self, factor: float | None = None) -> None:
         """A 429: cut the pace (halve it at the end of slow start), once per window."""
@@ -208,8 +226,13 @@ class AimdLimiter(RateLimiter):
             self.accepted_rate()
         self.observe(announced)
 
-    def observe(self, announced: AnnouncedLimit | None) -> None:
-        """An answer came with the rate-limit headers (or without: then nothing changes)."""
+    def observe(self, announced: AnnouncedLimit | None, *, refused: bool = False) -> None:
+        """An answer came with the rate-limit headers (or without: then nothing changes).
+
+        A refusal (``refused``) that says ``r=0`` holds every request back for ``t``
+        seconds: someone else used the quota. (An accepted answer with ``r=0``
+        only says this client took the last place; its own count handles that.)
+        """
         if announced is None:
             return
         now = self._now()
@@ -223,7 +246,7 @@ class AimdLimiter(RateLimiter):
                 self._set_pace(announced.quota * (1 - self.announced_margin) / announced.window, now)
                 self.slow_start = False
             self.announced = announced
-        if announced.remaining == 0 and announced.reset:
+        if refused and announced.remaining == 0 and announced.reset:
             self._hold_until = max(self._hold_until, now + announced.reset)
 
     @property
@@ -245,7 +268,7 @@ def aimd_policy(handlers: Mapping[int, Callable[[Attempt], Decision]] | None = N
 
     def refuse(attempt: Attempt) -> Decision:
         if isinstance(attempt.limiter, AimdLimiter) and attempt.response is not None:
-            attempt.limiter.observe(parse_rate_limit_headers(attempt.response.headers))
+            attempt.limiter.observe(parse_rate_limit_headers(attempt.response.headers), refused=True)
         return slow_down_and_retry(attempt)
 
     table: dict[int, Callable[[Attempt], Decision]] = {200: accept, 429: refuse}
