@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from course.servers import DEFAULT_HOST, ServerStartError, _die_with_parent, _tail, _terminate, free_port
+from course.servers import (
+    DEFAULT_HOST,
+    ServerStartError,
+    _die_with_parent,
+    _port_in_use,
+    _tail,
+    _terminate,
+    free_port,
+)
 
 __all__ = ["REDIS_SERVER", "RedisHandle", "RedisNotInstalled", "redis_available", "start_redis"]
 
@@ -104,6 +112,8 @@ def start_redis(port: int | None = None, *, host: str = DEFAULT_HOST, timeout: f
             f"{REDIS_SERVER} is not there: install Debian's redis-server (`make redis`, or "
             f"`apt-get install redis-server`), or set COURSE_REDIS_SERVER to a redis-server binary"
         )
+    if port is not None and _port_in_use(host, port):
+        raise ServerStartError(f"Port {port} on {host} is taken: stop what listens there, or pass port=None")
     attempts = 3 if port is None else 1
     last_error: ServerStartError | None = None
     for _ in range(attempts):
@@ -151,7 +161,7 @@ def _launch(host: str, port: int, timeout: float) -> RedisHandle:
                 f"redis-server exited with code {process.returncode} before answering on {host}:{port}.\n"
                 f"Command: {' '.join(cmd)}\nIts output:\n{output}"
             )
-        if _answers_ping(host, port):
+        if _answers_ping(host, port, process.pid):
             _STARTED[port] = handle
             log.info("redis-server answering at %s", handle.url)
             return handle
@@ -164,14 +174,20 @@ def _launch(host: str, port: int, timeout: float) -> RedisHandle:
         time.sleep(0.02)
 
 
-def _answers_ping(host: str, port: int) -> bool:
-    """True if a Redis server answers ``PING`` with ``+PONG`` (the protocol's inline form)."""
+def _answers_ping(host: str, port: int, pid: int) -> bool:
+    """True if the Redis server of process ``pid`` answers ``PING`` there (the protocol's inline commands)."""
     try:
         with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(b"PING\r\nINFO server\r\n")
+            answer = b""
+            while b"process_id:" not in answer or not answer.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return False
+                answer += chunk
     except OSError:
         return False
+    return answer.startswith(b"+PONG") and f"process_id:{pid}\r\n".encode() in answer
 
 
 def _stop_all() -> None:
