@@ -144,4 +144,7 @@ def test_rate_auto_paces_from_the_headers_with_no_429(api) -> None:
     assert done.returncode == 0, done.stderr
     stats = control.stats(detail=True)
     assert stats["by_status"] == {"200": ITEMS + 1}  # not one 429, from the first answer on
-    assert _accepted_rate_after_the_start(stats) >= 0.9 * LIMIT
+    # Paced at the announced quota, not stuck in slow start (10/s, 20/s ...). The bound is
+    # looser than for AIMD: a request counts until `per` s after its answer, so slow answers
+    # on a busy machine cost pace (about quota / (per + latency)).
+    assert _accepted_rate_after_the_start(stats) >= 0.8 * LIMIT
