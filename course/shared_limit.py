@@ -12,7 +12,7 @@ Asking for a slot is one Lua script, so one atomic step and one round trip:
 
     slot = max(TAT, now)          -- now: Redis's own clock, the same for all
     TAT  = slot + interval        -- interval = per / (rate * (1 - margin))
-    return slot - now             -- how long the caller waits
+    return slot, now              -- the caller waits slot - now
 
 The caller sleeps until its slot and goes. Slots are handed out one
 interval apart, whoever asks; no caller can take two at once, and an idle
