@@ -30,6 +30,19 @@ SIGINT (Ctrl-C) and SIGTERM stop the run gently: no new request is sent,
 the answers of requests in flight are written, then the command exits. A
 second signal stops it at once.
 
+A fleet of processes (lesson 11). ``--shared-limit redis://HOST:PORT/DB``
+makes every process that gives the same ``--limit-key`` (default: BASE_URL's
+host and port) share ONE budget of ``--rate`` per ``--per`` seconds, kept in
+Redis (``course.shared_limit``). ``--queue redis://HOST:PORT/DB --queue-name
+NAME`` makes them share the work too (``course.work_queue``): the first
+process lists the items into the queue, each item is fetched by whichever
+process is free, and the results are kept in Redis, once per item; an item
+held by a process that died is taken over after ``--claim-after`` seconds.
+Add ``--export`` (with ``--out FILE`` or to stdout) to write every result
+once, in listing order, when the queue is done. ``--rate auto`` finds the
+pace by itself (``course.aimd``): it paces from the API's ``RateLimit-Policy``
+header when there is one, else it starts low and speeds up until refused.
+
 Progress and a summary go to stderr. Exit status: 0 every item fetched;
 1 some items failed (each is written with its last error); 2 the run could
 not be done (bad arguments, an output that cannot be written, a listing
@@ -48,16 +61,19 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence, Set
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
+from course.aimd import AimdLimiter, aimd_policy
 from course.limiters import RateLimiter
 from course.listing import ListingError, list_items
-from course.policies import MAX_RETRY_AFTER, OutageTooLong, RetryPolicy
+from course.policies import MAX_RETRY_AFTER, ErrorPolicy, OutageTooLong, RetryPolicy
 from course.records import Outcome
+from course.shared_limit import SharedLimitError, SharedRateLimiter
+from course.work_queue import QueueError, WorkQueue
 from course.workers import RunReport, WorkerPool
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_RETRIES", "cli_retry_policy", "fetch_all", "main"]
@@ -101,7 +117,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "130 SIGINT, 143 SIGTERM.",
     )
     parser.add_argument("base_url", metavar="BASE_URL", help="the API's root, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--rate", type=float, required=True, help="requests per --per seconds (the API's limit)")
+    parser.add_argument(
+        "--rate",
+        type=_rate,
+        required=True,
+        help="requests per --per seconds (the API's limit), or 'auto': read it from the API's "
+        "RateLimit-Policy header, else find it (start low, speed up until refused)",
+    )
     parser.add_argument("--per", type=float, default=1.0, help="the rate's period in seconds (default 1)")
     parser.add_argument("--workers", type=int, default=32, help="concurrent workers (default 32)")
     parser.add_argument(
@@ -141,11 +163,99 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"the largest response body accepted (default {DEFAULT_MAX_BODY} = 10 MiB)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    fleet = parser.add_argument_group("a fleet of processes (Redis)")
+    fleet.add_argument(
+        "--shared-limit",
+        metavar="redis://HOST:PORT/DB",
+        help="share --rate with every process that gives the same Redis and --limit-key",
+    )
+    fleet.add_argument(
+        "--limit-key", metavar="KEY", help="the name of the shared budget (default: BASE_URL's host:port)"
+    )
+    fleet.add_argument(
+        "--queue",
+        metavar="redis://HOST:PORT/DB",
+        help="share the work: the items are listed once into a Redis queue, results are kept there",
+    )
+    fleet.add_argument("--queue-name", metavar="NAME", help="the queue's name (required with --queue)")
+    fleet.add_argument(
+        "--claim-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="take over the items another process has held this long without a result (default 60)",
+    )
+    fleet.add_argument(
+        "--export",
+        action="store_true",
+        help="with --queue: when the queue is done, write every result once to --out (or stdout)",
+    )
     args = parser.parse_args(argv)
     problem = _argument_problem(args)
     if problem:
         parser.error(problem)
     return args
+
+
+AUTO = "auto"
+
+
+def _rate(text: str) -> float | str:
+    """``--rate``: a number, or ``auto``."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'auto', not {text!r}") from None
+
+
+def _redis_url_problem(flag: str, value: str) -> str | None:
+    """What is wrong with a ``redis://HOST:PORT/DB`` argument (None if nothing)."""
+    url = urlsplit(value)
+    try:
+        _ = url.port
+    except ValueError:
+        return f"{flag} {value!r} has an invalid port"
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        return f"{flag} must be a redis://HOST:PORT/DB URL, not {value!r}"
+    database = url.path.lstrip("/")
+    if database and not (database.isdigit() and database.isascii()):
+        return f"{flag} {value!r}: the database (the path) must be a number, e.g. redis://127.0.0.1:6379/0"
+    return None
+
+
+def _fleet_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the fleet's flags (None if nothing)."""
+    for flag, value in (("--shared-limit", args.shared_limit), ("--queue", args.queue)):
+        if value is not None:
+            problem = _redis_url_problem(flag, value)
+            if problem:
+                return problem
+    if args.limit_key is not None and args.shared_limit is None:
+        return "--limit-key names a shared budget: give --shared-limit redis://HOST:PORT/DB too"
+    if args.limit_key is not None and not args.limit_key.strip():
+        return "--limit-key must not be empty"
+    if args.shared_limit is not None and args.rate == AUTO:
+        return "--rate auto finds one process's pace; with --shared-limit give the shared --rate as a number"
+    if args.queue is None:
+        for flag, given in (
+            ("--queue-name", args.queue_name is not None),
+            ("--export", args.export),
+            ("--claim-after", args.claim_after != 60.0),
+        ):
+            if given:
+                return f"{flag} works with a queue: give --queue redis://HOST:PORT/DB too"
+        return None
+    if not args.queue_name or not args.queue_name.strip():
+        return "--queue needs --queue-name NAME (the processes that give the same name share the work)"
+    if not (math.isfinite(args.claim_after) and args.claim_after > 0):
+        return f"--claim-after must be a number of seconds > 0, not {args.claim_after}"
+    if args.resume:
+        return "--resume does not go with --queue: the queue itself remembers what is done"
+    if args.out is not None and not args.export:
+        return "with --queue the results are kept in Redis: add --export to write them to --out"
+    return None
 
 
 def _argument_problem(args: argparse.Namespace) -> str | None:
@@ -157,7 +267,11 @@ def _argument_problem(args: argparse.Namespace) -> str | None:
         return f"BASE_URL {args.base_url!r} has an invalid port"
     if url.scheme not in ("http", "https") or not url.hostname:
         return f"BASE_URL must be an http:// or https:// URL with a host, not {args.base_url!r}"
-    for name, value in (("--rate", args.rate), ("--per", args.per), ("--timeout", args.timeout)):
+    problem = _fleet_problem(args)
+    if problem:
+        return problem
+    rate = 1.0 if args.rate == AUTO else args.rate
+    for name, value in (("--rate", rate), ("--per", args.per), ("--timeout", args.timeout)):
         if not (math.isfinite(value) and value > 0):
             return f"{name} must be a number > 0, not {value}"
     if not (math.isfinite(args.max_retry_after) and args.max_retry_after >= 0):
@@ -210,6 +324,15 @@ class _Output:
     def write(self, outcome: Outcome) -> None:
         try:
             self.stream.write(json.dumps(outcome.to_json()) + "\n")
+            self.stream.flush()
+        except OSError as error:
+            raise OutputError(f"writing {self.path or 'stdout'} failed: {error.strerror or error}") from error
+        self.written += 1
+
+    def write_line(self, line: Any) -> None:
+        """Write a line kept elsewhere (a queue's stored result) as it is."""
+        try:
+            self.stream.write(json.dumps(line) + "\n")
             self.stream.flush()
         except OSError as error:
             raise OutputError(f"writing {self.path or 'stdout'} failed: {error.strerror or error}") from error
@@ -347,9 +470,7 @@ class _DrainingLimiter(RateLimiter):
     request is in flight: every request sent has had its answer written.
     """
 
-    def __init__(self, rate: float, per: float) -> None:
-        super().__init__(rate, per)
-        self._then: Callable[[], Any] | None = None
+    _then: Callable[[], Any] | None = None
 
     def stop(self, then: Callable[[], Any]) -> None:
         self._then = then
@@ -369,6 +490,14 @@ class _DrainingLimiter(RateLimiter):
             self._then()
 
 
+class _DrainingSharedLimiter(_DrainingLimiter, SharedRateLimiter):
+    """The shared rate limit, which can stop letting requests out."""
+
+
+class _DrainingAimdLimiter(_DrainingLimiter, AimdLimiter):
+    """The pace found by AIMD (or read from the headers), which can stop letting requests out."""
+
+
 async def _new_items(items: AsyncIterator[Any], skip: Set[str]) -> AsyncIterator[Any]:
     """The listed items not in ``skip`` (resumed), each once (an API may list one twice)."""
     seen: set[str] = set()
@@ -383,7 +512,7 @@ async def _new_items(items: AsyncIterator[Any], skip: Set[str]) -> AsyncIterator
 
 async def fetch_all(
     base_url: str,
-    out: Callable[[Outcome], None] | TextIO,
+    out: Callable[[Outcome], Awaitable[None] | None] | TextIO,
     *,
     rate: float,
     per: float = 1.0,
@@ -394,13 +523,17 @@ async def fetch_all(
     max_body: int = DEFAULT_MAX_BODY,
     skip: Set[str] = frozenset(),
     limiter: RateLimiter | None = None,
+    policy: ErrorPolicy | None = None,
+    source: Callable[[WorkerPool], AsyncIterable[Any]] | None = None,
     progress: bool = False,
 ) -> RunReport:
     """List and fetch every item of ``base_url``; hand each outcome to ``out`` (or write it there as a JSON line).
 
     ``skip`` holds the JSON texts of ids not to fetch (``json.dumps(id)``);
     ``retry`` defaults to ``cli_retry_policy()``; ``limiter``, if given, is
-    used instead of a ``RateLimiter(rate, per)``.
+    used instead of a ``RateLimiter(rate, per)``, and ``policy`` instead of
+    the default ``ErrorPolicy()``. ``source(pool)``, if given, gives the
+    items instead of the listing (a work queue's claims).
     """
     base = base_url.rstrip("/")
     if callable(out):
@@ -408,20 +541,23 @@ async def fetch_all(
     else:
         stream = out
 
-        def sink(outcome: Outcome) -> None:
+        def sink(outcome: Outcome) -> Awaitable[None] | None:
             stream.write(json.dumps(outcome.to_json()) + "\n")
+            return None
 
     pool = WorkerPool(
         base.replace("{", "{{").replace("}", "}}") + "/items/{item}",  # braces in the URL are not placeholders
         workers=workers,
         limiter=limiter if limiter is not None else RateLimiter(rate, per),
         retry=retry if retry is not None else cli_retry_policy(),
+        policy=policy,
         timeout=request_timeout,
         progress=progress,
         max_body=max_body,
     )
     async with pool:
-        return await pool.run(_new_items(list_items(pool, base, per_page=per_page), skip), on_outcome=sink)
+        items = source(pool) if source is not None else _new_items(list_items(pool, base, per_page=per_page), skip)
+        return await pool.run(items, on_outcome=sink)
 
 
 @dataclass
@@ -431,15 +567,60 @@ class _Ending:
     finished: bool = False
 
 
-async def _run(args: argparse.Namespace, output: _Output) -> _Ending:
-    """Run the fetch; SIGINT/SIGTERM drain it (a second one cancels it at once)."""
-    loop = asyncio.get_running_loop()
-    limiter = _DrainingLimiter(args.rate, args.per)
-    run = asyncio.create_task(
-        fetch_all(
+@dataclass
+class _Exported:
+    """What ``--export`` wrote: lines, of which failures, and items with no result."""
+
+    lines: int = 0
+    failed: int = 0
+    missing: int = 0
+
+
+def _limit_key(base_url: str) -> str:
+    """The default ``--limit-key``: the API's host and port (the budget is the API's)."""
+    url = urlsplit(base_url)
+    return f"{url.hostname}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+def _make_limiter(args: argparse.Namespace) -> _DrainingLimiter:
+    if args.rate == AUTO:
+        return _DrainingAimdLimiter()
+    if args.shared_limit is not None:
+        key = args.limit_key or _limit_key(args.base_url)
+        return _DrainingSharedLimiter(args.shared_limit, key, args.rate, args.per)
+    return _DrainingLimiter(args.rate, args.per)
+
+
+async def _fetch(
+    args: argparse.Namespace, output: _Output, limiter: _DrainingLimiter
+) -> tuple[RunReport, _Exported | None, str]:
+    """Fetch (alone, or as one worker of a queue, then export); returns the report, the export, a note."""
+    queue = None
+    if args.queue is not None:
+        queue = WorkQueue(args.queue, args.queue_name, claim_idle=args.claim_after, batch=min(10, args.workers))
+    base = args.base_url.rstrip("/")
+    sink: Callable[[Outcome], Awaitable[None] | None] = output.write
+    source = None
+    if queue is not None:
+        work_queue = queue
+
+        async def store(outcome: Outcome) -> None:
+            await work_queue.store(outcome.item, outcome.to_json())
+
+        def claims(pool: WorkerPool) -> AsyncIterable[Any]:
+            async def items() -> AsyncIterator[Any]:
+                await work_queue.fill(lambda: _new_items(list_items(pool, base, per_page=args.per_page), frozenset()))
+                async for item in work_queue.claim():
+                    yield item
+
+            return items()
+
+        sink, source = store, claims
+    try:
+        report = await fetch_all(
             args.base_url,
-            output.write,
-            rate=args.rate,
+            sink,
+            rate=1.0 if args.rate == AUTO else args.rate,
             per=args.per,
             workers=args.workers,
             retry=cli_retry_policy(args.retries, args.max_retry_after),
@@ -448,9 +629,38 @@ async def _run(args: argparse.Namespace, output: _Output) -> _Ending:
             max_body=args.max_body,
             skip=output.done,
             limiter=limiter,
+            policy=aimd_policy() if args.rate == AUTO else None,
+            source=source,
             progress=not args.quiet,
         )
-    )
+        exported, note = None, ""
+        if queue is not None:
+            progress = await queue.progress()
+            note = f"queue {args.queue_name!r}: {progress.done} of {progress.total} items have a result"
+            if queue.reclaimed:
+                note += f"; {queue.reclaimed} taken over from other workers"
+            if args.export:
+                exported = _Exported()
+                async for _item, line in queue.results():
+                    if line is None:
+                        exported.missing += 1
+                        continue
+                    output.write_line(line)
+                    exported.lines += 1
+                    exported.failed += isinstance(line, dict) and "error" in line
+        return report, exported, note
+    finally:
+        if queue is not None:
+            await queue.aclose()
+        if isinstance(limiter, SharedRateLimiter):
+            await limiter.aclose()
+
+
+async def _run(args: argparse.Namespace, output: _Output) -> _Ending:
+    """Run the fetch; SIGINT/SIGTERM drain it (a second one cancels it at once)."""
+    loop = asyncio.get_running_loop()
+    limiter = _make_limiter(args)
+    run = asyncio.create_task(_fetch(args, output, limiter))
     received: list[signal.Signals] = []
 
     def on_signal(signum: signal.Signals) -> None:
@@ -469,7 +679,7 @@ async def _run(args: argparse.Namespace, output: _Output) -> _Ending:
         except (NotImplementedError, RuntimeError):  # no signal handlers here (Windows, a thread)
             pass
     try:
-        report = await run
+        report, exported, note = await run
     except asyncio.CancelledError:
         if not received:
             raise
@@ -482,7 +692,17 @@ async def _run(args: argparse.Namespace, output: _Output) -> _Ending:
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-    return _summary(report, output)
+    ending = _summary(report, output)
+    if note:
+        ending.message += "\n" + note
+    if exported is not None:
+        ending.message += f"\nexported {exported.lines} results ({exported.failed} failed)"
+        if exported.missing:
+            ending.message += f"; {exported.missing} items have no result yet"
+        if args.out is None:
+            ending.message += " to stdout"
+        ending.code = EXIT_FAILED if exported.failed or exported.missing else EXIT_OK
+    return ending
 
 
 def _why_the_run_cannot_go_on(error: BaseException) -> str | None:
@@ -492,7 +712,7 @@ def _why_the_run_cannot_go_on(error: BaseException) -> str | None:
         error = pending.pop(0)
         if isinstance(error, BaseExceptionGroup):
             pending.extend(error.exceptions)
-        elif isinstance(error, ListingError | OutputError):
+        elif isinstance(error, ListingError | OutputError | SharedLimitError | QueueError):
             return str(error)
         elif isinstance(error, OutageTooLong):
             return f"{error} (or raise --max-retry-after)"

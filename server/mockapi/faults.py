@@ -7,7 +7,11 @@ The checks run in this order, and the first that applies answers:
    (whole seconds until a slot frees, rounded up, at least 1) and
    ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``
    (seconds until a slot frees, rounded up to the millisecond). Admitted
-   requests carry the same three ``X-RateLimit-*`` headers.
+   requests carry the same three ``X-RateLimit-*`` headers. With
+   ``rate_limit.headers`` both also carry the IETF httpapi draft's
+   ``RateLimit-Policy: "default";q=REQUESTS;w=PER`` and
+   ``RateLimit: "default";r=REMAINING;t=SECONDS`` (whole seconds until the
+   oldest admission leaves the window, rounded up).
 3. **drop** — with probability ``drop_rate``: the connection is closed with no answer.
 4. **error** — with probability ``error_rate``: 500.
 5. **latency** — the answer waits ``mean ± jitter`` seconds.
@@ -68,6 +72,12 @@ class FaultPlan:
         self._dice = scenario.needs_dice
         self._has_outages = bool(scenario.outages or scenario.outage_every)
         self._counts: dict[str, int] = {}
+        self._announce = rate is not None and rate.headers
+        self._policy = "" if rate is None else f'"default";q={rate.requests};w={int(rate.per)}'
+
+    def _announced(self, remaining: int, reset: float) -> dict[str, str]:
+        """The IETF draft's headers: the policy, and what is left of it (``t``: whole seconds, rounded up)."""
+        return {"RateLimit-Policy": self._policy, "RateLimit": f'"default";r={remaining};t={math.ceil(reset)}'}
 
     def decide(self, path: str, now: float) -> Decision:
         """The decision for a request to ``path`` (path and query) arriving at ``now`` (monotonic)."""
@@ -85,21 +95,22 @@ class FaultPlan:
             wait = self.limiter.try_acquire(now)
             limit = str(self.limiter.requests)
             if wait:
-                return Decision(
-                    Verdict.LIMITED,
-                    retry_after=max(1, math.ceil(wait)),
-                    wait=wait,
-                    headers={
-                        "X-RateLimit-Limit": limit,
-                        "X-RateLimit-Remaining": "0",
-                        "X-RateLimit-Reset": _seconds_up(wait),
-                    },
-                )
+                headers = {
+                    "X-RateLimit-Limit": limit,
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": _seconds_up(wait),
+                }
+                if self._announce:
+                    headers.update(self._announced(0, wait))
+                return Decision(Verdict.LIMITED, retry_after=max(1, math.ceil(wait)), wait=wait, headers=headers)
+            remaining, reset = self.limiter.remaining(now), self.limiter.reset_in(now)
             headers = {
                 "X-RateLimit-Limit": limit,
-                "X-RateLimit-Remaining": str(self.limiter.remaining(now)),
-                "X-RateLimit-Reset": _seconds_up(self.limiter.reset_in(now)),
+                "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": _seconds_up(reset),
             }
+            if self._announce:
+                headers.update(self._announced(remaining, reset))
         if not self._dice:
             return Decision(Verdict.ANSWER, headers=headers)
         k = self._counts.get(path, 0)

@@ -90,10 +90,15 @@ class _HugeInteger:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """At most ``requests`` admitted requests in any window of ``per`` seconds."""
+    """At most ``requests`` admitted requests in any window of ``per`` seconds.
+
+    ``headers``: announce the limit in the IETF httpapi draft's
+    ``RateLimit-Policy`` and ``RateLimit`` headers (``per`` must then be whole seconds).
+    """
 
     requests: int
     per: float = 1.0
+    headers: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ class Scenario:
         obj = _object(data, "scenario", _SCENARIO_KEYS)
         rate = obj.get("rate_limit")
         if rate is not None:
-            r = _object(rate, "rate_limit", {"requests", "per"})
+            r = _object(rate, "rate_limit", {"requests", "per", "headers"})
             if "requests" not in r:
                 raise ScenarioError(
                     'rate_limit.requests is required (an integer >= 1), e.g. {"requests": 100, "per": 1.0}'
@@ -183,7 +188,13 @@ class Scenario:
             rate = RateLimit(
                 requests=_int(r["requests"], "rate_limit.requests", low=1, high=MAX_REQUESTS),
                 per=_number(r.get("per", 1.0), "rate_limit.per", low=0.0, high=MAX_SECONDS, low_open=True),
+                headers=_bool(r.get("headers", False), "rate_limit.headers"),
             )
+            if rate.headers and not rate.per.is_integer():
+                raise ScenarioError(
+                    f"rate_limit.per must be a whole number of seconds when rate_limit.headers is true "
+                    f"(the RateLimit-Policy header's window w is whole seconds), not {rate.per:g}"
+                )
         outages_raw = obj.get("outages", [])
         if not isinstance(outages_raw, list):
             raise ScenarioError(
@@ -233,7 +244,9 @@ class Scenario:
         rate = self.rate_limit
         every = self.outage_every
         return {
-            "rate_limit": None if rate is None else {"requests": rate.requests, "per": rate.per},
+            "rate_limit": None
+            if rate is None
+            else {"requests": rate.requests, "per": rate.per, "headers": rate.headers},
             "outages": [
                 {"start": o.start, "duration": o.duration, "retry_after": o.retry_after} for o in self.outages
             ],
@@ -304,6 +317,12 @@ def _int(value: Any, name: str, *, low: int, high: int) -> int:
         raise ScenarioError(f"{name} must be >= {low}, not {short_repr(value)}")
     if value > high:
         raise ScenarioError(f"{name} must be <= {high}, not {short_repr(value)}")
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{name} must be true or false, not {short_repr(value)}")
     return value
 
 

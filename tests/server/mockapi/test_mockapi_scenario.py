@@ -7,7 +7,7 @@ import pytest
 from server.mockapi import Scenario, ScenarioError
 
 FULL = {
-    "rate_limit": {"requests": 100, "per": 1.0},
+    "rate_limit": {"requests": 100, "per": 1.0, "headers": False},
     "outages": [{"start": 2.0, "duration": 1.5, "retry_after": 1}],
     "outage_every": {"period": 10.0, "duration": 1.0, "retry_after": None, "start": 10.0},
     "error_rate": 0.1,
@@ -38,7 +38,7 @@ def test_full_scenario_round_trips():
 
 def test_missing_optional_keys_are_filled_in():
     normal = Scenario.from_json({"rate_limit": {"requests": 5}, "outage_every": {"period": 4, "duration": 1}}).to_json()
-    assert normal["rate_limit"] == {"requests": 5, "per": 1.0}
+    assert normal["rate_limit"] == {"requests": 5, "per": 1.0, "headers": False}
     assert normal["outage_every"] == {"period": 4.0, "duration": 1.0, "retry_after": None, "start": 4.0}
 
 
