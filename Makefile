@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab instructor lint test test-fast chromium postgresql lock bench learner clean
+.PHONY: help install lab instructor lint test test-fast chromium postgresql redis lock bench learner clean
 
 help:
 	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00 (the learners' edition, learner/)"
@@ -55,6 +55,18 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null && \
 	  "$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/postgres" --version
 
+# Debian's redis-server for the fleet tests (lesson 11): each test module and
+# notebook runs a throwaway server of its own (course.redis_server: a free
+# port, a temp folder, nothing saved). The package also installs a system
+# service on port 6379, which nothing here uses: it is disabled and stopped.
+redis:
+	@test -x /usr/bin/redis-server || { \
+	  echo "Installing Debian's redis-server for the fleet tests (no system service)..."; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null && \
+	  { $(SUDO) systemctl disable --now redis-server >/dev/null 2>&1 || true; }; }
+	@/usr/bin/redis-server --version
+
 # JupyterLab at the repository root (so the lessons' links to ../README.md
 # work). `make lab` opens the learners' edition, learner/ (no outputs; it adds
 # lessons that are missing and never overwrites one, which may hold your
@@ -76,7 +88,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check course server tools tests
 	$(BIN)/mypy
 
-test: lint chromium postgresql
+test: lint chromium postgresql redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything but the notebooks (quicker while developing).
@@ -87,6 +99,7 @@ bench: $(STAMP)
 	$(BIN)/python -m course.benchmarks.mockapi
 	$(BIN)/python -m course.benchmarks.messaging
 	$(BIN)/python -m course.bench
+	$(BIN)/python -m course.benchmarks.fleet
 
 # The learners' copy of the lessons, to hand out: learner/ (not committed).
 learner: $(STAMP)
