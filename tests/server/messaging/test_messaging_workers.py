@@ -6,16 +6,17 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from messaging_helpers import LIVE_CONFIG, WebUser
+from messaging_helpers import LIVE_CONFIG, WebUser, start_app_workers
 from postgresql_server import PostgreSQLServer
 
-from course.servers import FAST_HASH, ServerHandle, start_server
+from course.servers import ServerHandle
 
 ROOT = Path(__file__).resolve().parents[3]
 SLOW_RECHECK = {"NOTIFY_RECHECK_SECONDS": "30", "SSE_HEARTBEAT_SECONDS": "30"}
@@ -31,14 +32,6 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def healthz(url: str) -> dict | None:
-    try:
-        answer = requests.get(url + "/healthz", timeout=1)
-        return answer.json() if answer.ok else None
-    except (requests.RequestException, ValueError):
-        return None
-
-
 StartWorkers = Callable[..., ServerHandle]
 
 
@@ -48,17 +41,7 @@ def start_workers(tmp_path: Path) -> Iterator[StartWorkers]:
     started: list[ServerHandle] = []
 
     def start(database_url: str, workers: int = 2, **settings: str) -> ServerHandle:
-        env = {
-            "DATABASE_URL": database_url,
-            "MESSAGING_INSTANCE_PATH": str(tmp_path / f"instance-{len(started)}"),
-            "PASSWORD_HASH_METHOD": FAST_HASH,
-            "MESSAGING_THREADS": "8",
-            **settings,
-        }
-        handle = start_server(
-            "messaging app", "server.messaging", ["--workers", str(workers)], port=None, identify=healthz, env=env,
-            reuse=False,
-        )
+        handle = start_app_workers(database_url, tmp_path / f"instance-{len(started)}", workers, **settings)
         started.append(handle)
         return handle
 
@@ -106,6 +89,10 @@ def test_a_worker_count_out_of_range_is_exit_2(tmp_path, workers):
 def test_two_workers_on_postgresql_are_two_processes_serving_one_app(start_workers, pg_database):
     server = start_workers(pg_database, workers=2, **LIVE_CONFIG)
     assert server.process is not None
+    deadline = time.monotonic() + 30  # the first worker may answer before the second is forked
+    while len(children(server.process.pid)) < 2:
+        assert time.monotonic() < deadline, f"gunicorn forked {children(server.process.pid)} only"
+        time.sleep(0.1)
     assert len(children(server.process.pid)) == 2
     bob = WebUser(server.url, "bob").register_and_login()
     alice = WebUser(server.url, "alice").register_and_login()
