@@ -1,6 +1,6 @@
 """The Flask messaging app of Lesson A: private messages and notifications.
 
-Run it with ``python -m server.messaging [--host 127.0.0.1] [--port 5000]
+Run it with ``python -m server.messaging [--host 127.0.0.1] [--port 5000] [--workers N]
 [--threads 64]`` (see ``__main__``); create demo data with ``python -m
 server.messaging seed-demo``. On start it creates or upgrades its database
 (Flask-Migrate, ``migrations/`` next to this file).
