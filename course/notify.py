@@ -528,13 +528,16 @@ async def follow(
 ) -> None:
     """Follow with the named transport; ``options`` go to :func:`poll`,
     :func:`long_poll`, :func:`stream` or :func:`websocket` (which needs
-    ``push_url=``, the gateway's base URL; ``stream`` takes it too)."""
+    ``push_url=``, the gateway's base URL; ``stream`` uses it too, the two
+    polling transports ignore it)."""
     try:
         client = TRANSPORTS[transport]
     except KeyError:
         raise ValueError(f"transport must be one of {sorted(TRANSPORTS)}, not {transport!r}") from None
     if transport == "websocket" and not options.get("push_url"):
         raise ValueError("the websocket transport needs push_url=, the push gateway's base URL")
+    if transport in ("poll", "longpoll"):
+        options.pop("push_url", None)  # they ask the app itself: one call fits every transport
     await client(session, base_url, callback, **options)
 
 

@@ -543,6 +543,20 @@ async def test_stream_with_a_push_url_reads_the_gateways_stream(serve):
     assert paths[0] == "/stream"
 
 
+@pytest.mark.parametrize("transport", ["poll", "longpoll"])
+async def test_the_polling_transports_ignore_a_push_url_and_ask_the_app(app, pair, transport):
+    sender, name, reader = pair
+    await notify.send_message(sender, app.url, name, "one")
+    got: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    options = {**OPTIONS[transport], "push_url": nowhere}
+    task = asyncio.create_task(notify.follow(reader, app.url, _first_into(got), transport, **options))
+    try:
+        assert (await asyncio.wait_for(got, WAIT)).data == 1
+    finally:
+        await _stop(task)
+
+
 async def test_websocket_without_a_push_url_is_a_value_error():
     async with notify.client_session() as session:
         with pytest.raises(ValueError, match="push_url"):
