@@ -1,11 +1,16 @@
-"""Follow the messaging app's notifications from Python: poll, long poll or SSE.
+"""Follow the messaging app's notifications from Python: poll, long poll, SSE or WebSocket.
 
-The three transports hand the same :class:`Notification` objects to one
+The four transports hand the same :class:`Notification` objects to one
 callback, as the page's script does in the browser::
 
     async with client_session() as session:
         await login(session, app.url, "user1", "password")
         await follow(session, app.url, print, transport="sse")   # runs until cancelled
+
+``sse`` reads the app's own ``/notifications/stream``, or the push gateway's
+``/stream`` when given ``push_url=`` (``python -m server.push``, which knows
+the app's session cookie); ``websocket`` needs the gateway: ``follow(session,
+app.url, print, transport="websocket", push_url=gateway.url)``.
 
 Every client remembers the cursor (the notification ``id``) of the last
 notification it delivered and asks only for newer ones, so nothing is
@@ -55,12 +60,13 @@ __all__ = [
     "send_message",
     "sign_in_all",
     "stream",
+    "websocket",
 ]
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[["Notification"], Awaitable[Any] | Any]
-Transport = Literal["poll", "longpoll", "sse"]
+Transport = Literal["poll", "longpoll", "sse", "websocket"]
 
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 _FIELD_ERRORS = re.compile(r'class="invalid-feedback[^"]*"[^>]*>\s*([^<]+?)\s*<', re.S)
@@ -389,18 +395,21 @@ async def stream(
     *,
     after: int = 0,
     read_timeout: float = 60.0,
+    push_url: str | None = None,
     counters: Counters | None = None,
     backoff: Backoff | None = None,
 ) -> None:
     """Read ``/notifications/stream`` (Server-Sent Events); reconnect with ``Last-Event-ID``.
 
-    ``read_timeout`` must exceed the server's keep-alive period
-    (``SSE_HEARTBEAT_SECONDS``): silence longer than that means a dead connection.
+    With ``push_url`` (the push gateway's base URL) read ``<push_url>/stream``
+    instead: the same events. ``read_timeout`` must exceed the server's
+    keep-alive period (``SSE_HEARTBEAT_SECONDS``): silence longer than that
+    means a dead connection.
     """
     counters = counters or Counters()
     counters.cursor = max(counters.cursor, after)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
-    url = f"{base_url}/notifications/stream"
+    url = f"{push_url.rstrip('/')}/stream" if push_url else f"{base_url}/notifications/stream"
     reconnect_after = 2.0  # seconds; the server may change it with "retry:"
 
     async def attempt() -> float:
@@ -422,10 +431,91 @@ async def stream(
     await _retrying(attempt, counters, backoff or Backoff())
 
 
+#: Close codes after which a socket is simply opened again (with the cursor):
+#: normal closure, going away, and "service restart" (a gateway being redeployed).
+_RECONNECT_CODES = {1000, 1001, 1012}
+
+
+async def websocket(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    callback: Callback,
+    *,
+    push_url: str,
+    after: int = 0,
+    heartbeat: float = 30.0,
+    reconnect_after: float = 0.5,
+    counters: Counters | None = None,
+    backoff: Backoff | None = None,
+) -> None:
+    """Follow the push gateway's ``<push_url>/ws?after=<cursor>``: each message a JSON list.
+
+    ``base_url`` (the app) is not used: the session's cookie, from ``login``
+    at the app, is what the gateway reads. After a close the socket is opened
+    again with the cursor reached: at once (``reconnect_after`` seconds) after
+    1000/1001/1012, after a growing pause (``backoff``) after an error or
+    any other close. A refused handshake is treated as the other transports
+    treat the answer: 401 raises :class:`NotLoggedIn`, 429 and 5xx are
+    retried (after ``Retry-After``), anything else raises :class:`NotifyError`.
+    ``heartbeat``: seconds between pings (an unanswered ping is a dead connection).
+    """
+    del base_url  # the same signature as the other transports: follow() passes it
+    counters = counters or Counters()
+    counters.cursor = max(counters.cursor, after)
+    gateway = push_url.rstrip("/")
+    if not gateway.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError(f"push_url must be the gateway's http(s) base URL, not {push_url!r}")
+
+    close_timeout = aiohttp.ClientWSTimeout(ws_close=10)
+
+    async def attempt() -> float:
+        url = f"{gateway}/ws?after={counters.cursor}"
+        counters.requests += 1
+        try:
+            async with session.ws_connect(url, heartbeat=heartbeat, timeout=close_timeout) as socket:
+                async for message in socket:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        continue  # binary frames: not part of the protocol
+                    await _deliver(callback, _notification_list(message.data, url), counters)
+                code = socket.close_code
+        except aiohttp.WSServerHandshakeError as exc:
+            raise _handshake_error(exc, url) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _Transient(f"websocket broke: {type(exc).__name__}: {exc}") from exc
+        if code in _RECONNECT_CODES:
+            log.info("%s closed (%s); reconnecting after cursor %d", url, code, counters.cursor)
+            return reconnect_after
+        raise _Transient(f"{url} closed with code {code}")
+
+    await _retrying(attempt, counters, backoff or Backoff())
+
+
+def _notification_list(text: str, url: str) -> list[dict[str, Any]]:
+    """A WebSocket message's notifications; ``NotifyError`` for anything but a JSON list of objects."""
+    try:
+        items = json.loads(text)
+    except ValueError:
+        items = None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise NotifyError(f"{url} sent {text[:80]!r}, not a JSON list of notifications")
+    return items
+
+
+def _handshake_error(exc: aiohttp.WSServerHandshakeError, url: str) -> Exception:
+    """What a refused WebSocket handshake means, as ``_check`` says for HTTP answers."""
+    if exc.status == 401:
+        return NotLoggedIn(f"{url} answered 401: the session is not logged in; call login()")
+    if exc.status == 429 or exc.status >= 500:
+        retry_after = exc.headers.get("Retry-After") if exc.headers else None
+        return _Transient(f"{url} answered {exc.status}", retry_after=parse_retry_after(retry_after, default=0.0))
+    return NotifyError(f"{url} refused the WebSocket: {exc.status} {exc.message}")
+
+
 TRANSPORTS: dict[str, Callable[..., Awaitable[None]]] = {
     "poll": poll,
     "longpoll": long_poll,
     "sse": stream,
+    "websocket": websocket,
 }
 
 
@@ -437,11 +527,17 @@ async def follow(
     **options: Any,
 ) -> None:
     """Follow with the named transport; ``options`` go to :func:`poll`,
-    :func:`long_poll` or :func:`stream`."""
+    :func:`long_poll`, :func:`stream` or :func:`websocket` (which needs
+    ``push_url=``, the gateway's base URL; ``stream`` uses it too, the two
+    polling transports ignore it)."""
     try:
         client = TRANSPORTS[transport]
     except KeyError:
         raise ValueError(f"transport must be one of {sorted(TRANSPORTS)}, not {transport!r}") from None
+    if transport == "websocket" and not options.get("push_url"):
+        raise ValueError("the websocket transport needs push_url=, the push gateway's base URL")
+    if transport in ("poll", "longpoll"):
+        options.pop("push_url", None)  # they ask the app itself: one call fits every transport
     await client(session, base_url, callback, **options)
 
 

@@ -1,6 +1,6 @@
 """The Flask messaging app of Lesson A: private messages and notifications.
 
-Run it with ``python -m server.messaging [--host 127.0.0.1] [--port 5000]
+Run it with ``python -m server.messaging [--host 127.0.0.1] [--port 5000] [--workers N]
 [--threads 64]`` (see ``__main__``); create demo data with ``python -m
 server.messaging seed-demo``. On start it creates or upgrades its database
 (Flask-Migrate, ``migrations/`` next to this file).
@@ -27,8 +27,21 @@ Configuration, from environment variables (or ``create_app(overrides)``):
                              (default 65536)
 ``MESSAGES_PER_PAGE``        page size of /messages (default 10)
 ``NOTIFY_TRANSPORT``         how pages get notifications: ``poll`` (default),
-                             ``longpoll`` or ``sse``; ``?transport=`` on any
-                             page overrides it for that browser session
+                             ``longpoll``, ``sse`` or ``websocket`` (needs
+                             ``PUSH_URL``); ``?transport=`` on any page
+                             overrides it for that browser session
+``PUSH_URL``                 base URL of the push gateway (``python -m
+                             server.push``), e.g. ``http://127.0.0.1:8001``:
+                             pages then open their event stream at
+                             ``PUSH_URL/stream`` and their WebSocket at
+                             ``PUSH_URL/ws`` (the Content-Security-Policy
+                             allows connecting there); default: none, the
+                             app serves its own stream
+``NOTIFY_LISTEN``            PostgreSQL only: 1 (default) runs a thread per
+                             process that LISTENs for the NOTIFY of every
+                             write, so a write in another process wakes this
+                             one's waiters at once; 0: they find it at their
+                             next re-check (see ``hub``)
 ``NOTIFY_POLL_INTERVAL_MS``  poll interval of the page script (default 10000)
 ``LONG_POLL_TIMEOUT``        seconds /notifications/wait holds (default 25)
 ``NOTIFY_RECHECK_SECONDS``   how often a waiting request re-reads the database
@@ -68,22 +81,25 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from .database import configure_engine
 from .extensions import bootstrap, csrf, db, login_manager, migrate
-from .hub import NotificationHub
+from .hub import NotificationHub, NotifyListener
 from .passwords import PasswordHasher
 from .throttle import LoginThrottle
 
 __all__ = [
     "SECRET_KEY_FILE",
+    "TRANSPORTS",
     "ConfigError",
     "__version__",
     "config_from_env",
+    "content_security_policy",
     "create_app",
     "instance_secret_key",
     "upgrade_database",
@@ -105,6 +121,8 @@ _DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "MESSAGES_PER_PAGE": 10,
     "NOTIFY_TRANSPORT": "poll",
+    "PUSH_URL": "",
+    "NOTIFY_LISTEN": True,
     "NOTIFY_POLL_INTERVAL_MS": 10000,
     "LONG_POLL_TIMEOUT": 25.0,
     "NOTIFY_RECHECK_SECONDS": 5.0,
@@ -133,21 +151,36 @@ _POSITIVE = {
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 
-#: Sent with every response: the page's scripts and styles come from this site only
-#: (Bootstrap is served locally), and no other site may frame its pages.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",  # Bootstrap's CSS draws some icons as data: SVGs
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+#: How pages may get notifications (``NOTIFY_TRANSPORT``, ``?transport=``).
+TRANSPORTS = ("poll", "longpoll", "sse", "websocket")
+
+
+def content_security_policy(push_url: str = "") -> str:
+    """The page policy: scripts and styles from this site only (Bootstrap is served
+    locally), no framing by other sites; scripts may connect to this site and,
+    given a ``PUSH_URL``, to that gateway's origin (HTTP for SSE, ws for WebSocket)."""
+    connect = ["'self'"]
+    if push_url:
+        parts = urlsplit(push_url)
+        secure = parts.scheme == "https"
+        connect += [f"{parts.scheme}://{parts.netloc}", f"{'wss' if secure else 'ws'}://{parts.netloc}"]
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",  # Bootstrap's CSS draws some icons as data: SVGs
+            f"connect-src {' '.join(connect)}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+#: Sent with every response (the policy of an app without ``PUSH_URL``).
+CONTENT_SECURITY_POLICY = content_security_policy()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
@@ -166,9 +199,9 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for key, default in _DEFAULTS.items():
         config[key] = default if key not in env else _parse(key, env[key], default)
-    if config["NOTIFY_TRANSPORT"] not in ("poll", "longpoll", "sse"):
+    if config["NOTIFY_TRANSPORT"] not in TRANSPORTS:
         raise ConfigError(
-            f"NOTIFY_TRANSPORT={config['NOTIFY_TRANSPORT']!r}: use poll, longpoll or sse"
+            f"NOTIFY_TRANSPORT={config['NOTIFY_TRANSPORT']!r}: use poll, longpoll, sse or websocket"
         )
     if "SECRET_KEY" in env:
         config["SECRET_KEY"] = env["SECRET_KEY"]
@@ -222,6 +255,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
         config["SECRET_KEY"] = instance_secret_key(instance)
     elif not config["SECRET_KEY"]:
         raise ConfigError("SECRET_KEY is empty: set a long random value, or unset it to use a generated one")
+    config["PUSH_URL"] = _push_url(config.get("PUSH_URL") or "")
     if config["SESSION_COOKIE_SAMESITE"] == "None" and not config["SESSION_COOKIE_SECURE"]:
         raise ConfigError("SESSION_COOKIE_SAMESITE=None needs SESSION_COOKIE_SECURE=1 (browsers refuse it otherwise)")
     app = Flask(__name__, instance_path=str(instance))
@@ -247,6 +281,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
     app.extensions["notification_hub"] = NotificationHub(
         app.config["MAX_WAITING_REQUESTS"] or None, app.config["MAX_WAITING_PER_USER"] or None
     )
+    app.extensions["security_headers"] = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": content_security_policy(app.config["PUSH_URL"]),
+    }
     hasher = app.extensions["password_hasher"] = PasswordHasher(
         app.config["PASSWORD_HASH_METHOD"],
         workers=app.config["PASSWORD_HASH_WORKERS"],
@@ -271,7 +309,39 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
         configure_engine(db.engine)
         if upgrade:
             upgrade_database(app)
+        if db.engine.dialect.name == "postgresql" and app.config["NOTIFY_LISTEN"]:
+            listener = app.extensions["notify_listener"] = _listener(app)
+            weakref.finalize(app, listener.stop, 0)  # tests make many apps
+            listener.start()
     return app
+
+
+def _listener(app: Flask) -> NotifyListener:
+    """This process's LISTEN thread, on a connection of its own to the app's database."""
+    import psycopg
+
+    engine = db.engine
+    args, options = engine.dialect.create_connect_args(engine.url)
+    options.pop("context", None)  # SQLAlchemy's type adapters, not a connection parameter
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(*args, autocommit=True, **options)
+
+    return NotifyListener(app.extensions["notification_hub"], connect)
+
+
+def _push_url(text: str) -> str:
+    """``PUSH_URL`` without a trailing slash; ``ConfigError`` unless it is an http(s) base URL."""
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            f"PUSH_URL={text!r}: give the push gateway's base URL, e.g. http://127.0.0.1:8001"
+        )
+    if any(character in text for character in " \"'<>;,"):
+        raise ConfigError(f"PUSH_URL={text!r} holds characters a URL may not")
+    return text.rstrip("/")
 
 
 def instance_secret_key(folder: Path) -> str:
@@ -320,8 +390,8 @@ def _read_key(path: Path) -> str:
 
 
 def _add_security_headers(response: Response) -> Response:
-    """Headers every response carries (see ``SECURITY_HEADERS``)."""
-    for name, value in SECURITY_HEADERS.items():
+    """Headers every response carries (``SECURITY_HEADERS``, with this app's policy)."""
+    for name, value in current_app.extensions["security_headers"].items():
         response.headers.setdefault(name, value)
     return response
 

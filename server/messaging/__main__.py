@@ -1,6 +1,6 @@
 """Command line: serve the app, or create demo data.
 
-    python -m server.messaging [--host 127.0.0.1] [--port 5000] [--threads 64]
+    python -m server.messaging [--host 127.0.0.1] [--port 5000] [--threads 64] [--workers N]
     python -m server.messaging seed-demo [--users 5] [--messages 20]
 
 The server is waitress, a production WSGI server with a pool of threads:
@@ -10,6 +10,12 @@ Past ``--threads`` minus a reserve (``MAX_WAITING_REQUESTS``), waiting
 requests are refused with 503 so pages and sends still get a thread.
 Waitress sends streamed output as soon as it is written (``send_bytes=1``),
 so Server-Sent Events reach the browser at once.
+
+``--workers N`` serves with gunicorn instead: N processes sharing the port,
+each with ``--threads`` threads (its ``gthread`` worker) and an app of its
+own. Only on PostgreSQL: a message written by one process wakes the waiters
+of the others through LISTEN/NOTIFY (see ``hub``); with SQLite it would wait
+for their next re-check, so more than one worker is refused there.
 
 Connections that are open but have no request running cost no thread:
 waitress's one I/O thread holds up to ``--connection-limit`` of them and
@@ -30,17 +36,23 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from flask import Flask
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from . import ConfigError, create_app
+from .extensions import db
 from .seed import seed_demo
 
 log = logging.getLogger("server.messaging")
 
 USAGE_ERROR = 2
 MAX_THREADS = 4096
+MAX_WORKERS = 64
+#: Seconds gunicorn's workers get to finish their requests on shutdown (long polls
+#: and streams are cut after that; their clients reconnect).
+GRACEFUL_TIMEOUT = 3
 DEFAULT_THREADS = 64
 DEFAULT_CONNECTION_LIMIT = 10_000
 CONNECTION_LIMITS = (1, 1_000_000)
@@ -105,6 +117,13 @@ def _parser() -> _Parser:
         help=f"seconds before a connection with no request running is closed (default {DEFAULT_IDLE_TIMEOUT}, "
         "or $MESSAGING_IDLE_TIMEOUT)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_whole_number(1, MAX_WORKERS),
+        default=None,
+        help=f"serve with gunicorn in this many processes, 1-{MAX_WORKERS}, each with --threads threads "
+        "(more than 1 needs DATABASE_URL on PostgreSQL); default: one waitress process",
+    )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     seed = commands.add_parser("seed-demo", help="create users user1..userN (password 'password') and messages")
     seed.add_argument("--users", type=_whole_number(1, 100_000), default=5, help="how many users (default 5)")
@@ -142,6 +161,11 @@ def _run(args: argparse.Namespace) -> int:
                 f"--host {args.host} lets other machines connect: set SECRET_KEY to a long random value first "
                 "(without it the app signs sessions with a key generated in its instance folder, fine on loopback)"
             )
+        if args.workers is not None and args.workers > 1 and _database_url().startswith("sqlite"):
+            raise UsageError(
+                f"--workers {args.workers} needs PostgreSQL (DATABASE_URL=postgresql+psycopg://...): "
+                "on SQLite a message sent through one process would not wake the others' waiters"
+            )
         _check_can_listen(args.host, args.port)  # before the database is created or migrated
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -149,6 +173,9 @@ def _run(args: argparse.Namespace) -> int:
     if "MAX_WAITING_REQUESTS" not in os.environ:
         # Keep threads free for pages and sends however many clients wait.
         overrides["MAX_WAITING_REQUESTS"] = max(1, threads - max(4, threads // 8))
+    if args.command is None and args.workers is not None:
+        _migrate_then_let_go(create_app({**overrides, "NOTIFY_LISTEN": False}))  # once, before the fork
+        return _serve_with_gunicorn(args, overrides, threads, wanted_connections, idle_timeout)
     app = create_app(overrides)
 
     if args.command == "seed-demo":
@@ -203,6 +230,62 @@ def _run(args: argparse.Namespace) -> int:
         pass
     finally:
         server.close()
+    return 0
+
+
+def _migrate_then_let_go(app: Flask) -> None:
+    """Close the connections of an app made only to migrate: workers must not inherit them."""
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _database_url() -> str:
+    from . import config_from_env
+
+    return str(config_from_env()["SQLALCHEMY_DATABASE_URI"])
+
+
+def _serve_with_gunicorn(
+    args: argparse.Namespace, overrides: dict[str, Any], threads: int, wanted_connections: int, idle_timeout: int
+) -> int:
+    """Run gunicorn's master here: ``args.workers`` processes, each building its own app.
+
+    The database was brought up to date before (once, here); each worker
+    creates its app after the fork, so its database connections and its
+    LISTEN thread are its own.
+    """
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]  # gunicorn ships no type hints
+
+    settings: dict[str, Any] = {
+        "bind": [f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"],
+        "workers": args.workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "worker_connections": _connection_limit(wanted_connections, threads * args.workers),
+        "keepalive": idle_timeout,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        "control_socket_disable": True,  # several servers on one machine would share its path
+        "proc_name": "messaging",
+    }
+
+    class MessagingApplication(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in settings.items():
+                if key in self.cfg.settings:  # older gunicorn: no control socket
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(overrides, upgrade=False)
+
+    log.info(
+        "messaging app on http://%s:%s with %d gunicorn workers of %d threads, at most %s waiting requests each",
+        f"[{args.host}]" if ":" in args.host else args.host,
+        args.port,
+        args.workers,
+        threads,
+        overrides.get("MAX_WAITING_REQUESTS") or os.environ.get("MAX_WAITING_REQUESTS", "unlimited"),
+    )
+    MessagingApplication().run()
     return 0
 
 

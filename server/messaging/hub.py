@@ -9,20 +9,44 @@ notification.
 One hub lives in each server *process* and works across that process's
 threads (a ``threading.Condition`` per user being waited for). With several
 processes (several WSGI workers, several machines) a write in one process
-does not wake waiters in another. Waiters therefore also re-check the
-database every ``recheck_seconds`` (``NOTIFY_RECHECK_SECONDS``), which bounds
-the extra delay to that interval; to remove it, publish through a shared
-channel instead, e.g. PostgreSQL ``LISTEN/NOTIFY`` or Redis pub/sub, and call
-``publish`` from the listener in each process.
+does not wake waiters in another. On PostgreSQL the write therefore also
+says so on a shared channel: ``pg_notify('notifications', ...)`` in the
+writing transaction (``models.User.add_notification``), which PostgreSQL
+delivers to every listening connection when, and only if, the transaction
+commits. Each process runs one ``NotifyListener`` thread that LISTENs on
+that channel and calls ``publish`` for the user named. Waiters still
+re-check the database every ``recheck_seconds`` (``NOTIFY_RECHECK_SECONDS``):
+the safety net for a wake-up lost while the listener reconnects, and the
+only cross-process path on SQLite.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["NoSeat", "NotificationHub", "Seats"]
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "NoSeat",
+    "NotificationHub",
+    "NotifyListener",
+    "Seats",
+    "notify_payload",
+    "parse_notify_payload",
+]
+
+log = logging.getLogger(__name__)
+
+#: The PostgreSQL channel the app NOTIFYs on and every listener LISTENs to;
+#: each payload is the text of ``{"user": <user id>, "seq": <cursor>}``.
+NOTIFY_CHANNEL = "notifications"
 
 
 class _Waiting:
@@ -172,3 +196,100 @@ class NotificationHub:
                 waiting.count -= 1
                 if waiting.count == 0:
                     del self._waiting[user_id]
+
+    def publish_waiting(self) -> None:
+        """Wake every request waiting now (to re-read after wake-ups may have been lost)."""
+        with self._lock:
+            users = list(self._waiting)
+        self.publish(users)
+
+
+def notify_payload(user_id: int, seq: int) -> str:
+    """The text sent on ``NOTIFY_CHANNEL`` when ``user_id`` gets notification ``seq``."""
+    return json.dumps({"user": user_id, "seq": seq})
+
+
+def parse_notify_payload(text: str) -> tuple[int, int]:
+    """``(user_id, seq)`` of a payload; ``ValueError`` if it is not one ``notify_payload`` makes."""
+    try:
+        fields = json.loads(text)
+        user_id, seq = fields["user"], fields["seq"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"not a notification payload: {text[:80]!r}") from exc
+    if not all(type(value) is int for value in (user_id, seq)):
+        raise ValueError(f"not a notification payload: {text[:80]!r}")
+    return user_id, seq
+
+
+class NotifyListener:
+    """A thread that LISTENs on ``channel`` and wakes the hub's waiters of the user named.
+
+    ``connect()`` returns a new autocommit psycopg connection to the app's
+    database. When the connection fails, the thread reconnects after a
+    growing pause (at most ``max_pause`` seconds) and then wakes every
+    waiter, since wake-ups sent while it was away are lost (the waiters'
+    periodic re-check would find them too, later). ``received`` counts the
+    payloads delivered to the hub; ``listening`` is set while LISTEN is active.
+    """
+
+    def __init__(
+        self,
+        hub: NotificationHub,
+        connect: Callable[[], psycopg.Connection[Any]],
+        *,
+        channel: str = NOTIFY_CHANNEL,
+        max_pause: float = 10.0,
+    ) -> None:
+        self.hub, self.channel, self.max_pause = hub, channel, max_pause
+        self._connect = connect
+        self._stopping = threading.Event()
+        self.listening = threading.Event()
+        self.received = 0
+        self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
+
+    def start(self) -> NotifyListener:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread (within about a second) and close its connection."""
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+                failures = 0
+            except Exception as exc:  # a lost or refused connection: retry
+                failures += 1
+                pause = min(0.5 * 2 ** (failures - 1), self.max_pause)
+                log.warning("LISTEN %s failed (%s); retrying in %.1f s", self.channel, exc, pause)
+                self._stopping.wait(pause)
+            finally:
+                self.listening.clear()
+
+    def _listen(self) -> None:
+        from psycopg import sql
+
+        connection = self._connect()
+        try:
+            connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self.listening.set()
+            self.hub.publish_waiting()  # whatever was sent before we listened
+            while not self._stopping.is_set():
+                for note in connection.notifies(timeout=1.0):
+                    self._deliver(note.payload)
+        finally:
+            connection.close()
+
+    def _deliver(self, payload: str) -> None:
+        try:
+            user_id, _seq = parse_notify_payload(payload)
+        except ValueError as exc:
+            log.warning("ignored on channel %s: %s", self.channel, exc)
+            return
+        self.received += 1
+        self.hub.publish([user_id])

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from . import TRANSPORTS
 from .extensions import db
 from .forms import MessageForm
 from .inbox import mark_messages_read, send_message
@@ -16,17 +17,18 @@ from .models import User
 
 bp = Blueprint("main", __name__)
 
-TRANSPORTS = ("poll", "longpoll", "sse")
 #: Pages past this are empty anyway; the bound keeps the SQL OFFSET within 64 bits.
 MAX_PAGE = 1_000_000
 
 
 @bp.app_context_processor
 def notify_settings() -> dict[str, Any]:
-    """What the page's notification script needs: transport and poll interval.
+    """What the page's notification script needs: transport, poll interval, gateway.
 
-    ``?transport=poll|longpoll|sse`` on any page overrides ``NOTIFY_TRANSPORT``
-    for the rest of the browser session (``?transport=default`` forgets it).
+    ``?transport=poll|longpoll|sse|websocket`` on any page overrides
+    ``NOTIFY_TRANSPORT`` for the rest of the browser session
+    (``?transport=default`` forgets it). ``push_url`` is ``PUSH_URL``: where
+    the script opens its event stream and WebSocket when there is a gateway.
     """
     asked = request.args.get("transport")
     if asked in TRANSPORTS:
@@ -37,6 +39,7 @@ def notify_settings() -> dict[str, Any]:
         "notify": {
             "transport": session.get("transport", current_app.config["NOTIFY_TRANSPORT"]),
             "interval_ms": current_app.config["NOTIFY_POLL_INTERVAL_MS"],
+            "push_url": current_app.config["PUSH_URL"],
         }
     }
 

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship,
 
 from .database import UTCDateTime, utcnow
 from .extensions import Base, db, login_manager
+from .hub import NOTIFY_CHANNEL, notify_payload
 from .passwords import PasswordHasher
 
 __all__ = [
@@ -178,6 +179,7 @@ class User(UserMixin, Base):
                 for key, value in values.items():
                     setattr(row, key, value)
             db.session.flush()
+        _announce(self.id, seq, dialect)
         return seq
 
     def notifications_since(self, since: float) -> list[Notification]:
@@ -254,6 +256,17 @@ def notifications_after(user_id: int, after: int) -> list[Notification]:
         .order_by(Notification.seq)
     )
     return list(db.session.scalars(query.execution_options(populate_existing=True)))
+
+
+def _announce(user_id: int, seq: int, dialect: str) -> None:
+    """On PostgreSQL, NOTIFY the other processes (see ``hub``) that ``user_id`` got ``seq``.
+
+    Part of the writing transaction: PostgreSQL delivers it on commit, so a
+    listener never hears of a row it cannot read yet, and never of a rolled
+    back one. Other databases have no such channel (the hub's re-check covers them).
+    """
+    if dialect == "postgresql":
+        db.session.execute(select(func.pg_notify(NOTIFY_CHANNEL, notify_payload(user_id, seq))))
 
 
 def lock_user(user_id: int) -> User:

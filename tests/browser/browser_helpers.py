@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import requests
+from playwright.async_api import Page, expect
 
 from course.servers import ServerHandle
 
@@ -21,6 +22,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 POLL_INTERVAL_MS = 1000
+# The badge must change within one poll interval; the margin covers a busy
+# 2-core machine (browser start, page scripts, three form posts).
+SLACK_MS = 10_000
 PASSWORD = "browser-pw"
 
 _numbers = itertools.count()
@@ -59,3 +63,11 @@ async def login_page(browser, server: ServerHandle, username: str, path: str = "
     await page.wait_for_url(re.compile(r"/index$"))
     await page.goto(server.url + path)
     return page
+
+
+async def send(page: Page, recipient: str, body: str) -> None:
+    """Send ``body`` to ``recipient`` with the form of the site ``page`` shows."""
+    await page.goto(re.sub(r"(https?://[^/]+).*", r"\1", page.url) + f"/send_message/{recipient}")
+    await page.fill("#message", body)
+    await page.click("#submit")
+    await expect(page.locator(".alert")).to_contain_text("Your message has been sent.", timeout=SLACK_MS)

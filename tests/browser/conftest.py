@@ -1,13 +1,23 @@
-"""Headless Chromium (Debian's, driven by Playwright) against a live messaging app."""
+"""Headless Chromium (Debian's, driven by Playwright) against a live messaging app.
+
+The PostgreSQL tests reuse the messaging tests' throwaway server and helpers
+(tests/server/messaging), put on ``sys.path`` here.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, POLL_INTERVAL_MS
 
 from course.servers import ServerHandle
+
+MESSAGING_TESTS = Path(__file__).resolve().parents[1] / "server" / "messaging"
+if str(MESSAGING_TESTS) not in sys.path:
+    sys.path.append(str(MESSAGING_TESTS))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,3 +53,13 @@ async def browser() -> AsyncIterator[object]:
             yield chromium
         finally:
             await chromium.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[object]:
+    """A throwaway PostgreSQL server (see tests/server/messaging/postgresql_server.py)."""
+    from postgresql_server import start_postgresql
+
+    server = start_postgresql()
+    yield server
+    server.stop()

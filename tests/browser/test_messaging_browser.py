@@ -11,21 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import POLL_INTERVAL_MS, login_page, register
-from playwright.async_api import Page, Route, expect
+from browser_helpers import POLL_INTERVAL_MS, SLACK_MS, login_page, register, send
+from playwright.async_api import Route, expect
 
 pytestmark = pytest.mark.browser
-
-# The badge must change within one poll interval; the margin covers a busy
-# 2-core machine (browser start, page scripts, three form posts).
-SLACK_MS = 10_000
-
-
-async def send(page: Page, recipient: str, body: str) -> None:
-    await page.goto(re.sub(r"(https?://[^/]+).*", r"\1", page.url) + f"/send_message/{recipient}")
-    await page.fill("#message", body)
-    await page.click("#submit")
-    await expect(page.locator(".alert")).to_contain_text("Your message has been sent.", timeout=SLACK_MS)
 
 
 @pytest.mark.parametrize("transport", ["poll", "longpoll", "sse"])

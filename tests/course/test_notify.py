@@ -1,4 +1,4 @@
-"""course.notify against a live messaging app (and a scripted SSE server)."""
+"""course.notify against a live messaging app (and scripted SSE and WebSocket servers)."""
 
 from __future__ import annotations
 
@@ -340,3 +340,226 @@ async def test_a_429_for_a_second_seat_is_retried_not_fatal(strict_app, transpor
             await _stop(follower)
     finally:
         await session.close()
+
+
+# -- the WebSocket transport and the gateway's stream, against scripted servers ------------------
+
+
+def note_json(number: int) -> dict:
+    return {"id": number, "name": "unread_message_count", "data": number, "timestamp": 1.0 + number}
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the condition never held")
+
+
+async def test_websocket_resumes_from_its_cursor_after_a_service_restart_close(serve):
+    afters: list[str] = []
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        afters.append(request.query["after"])
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if len(afters) == 1:
+            await ws.send_json([note_json(1), note_json(2)])
+            await ws.close(code=aiohttp.WSCloseCode.SERVICE_RESTART)  # 1012: a gateway redeploying
+        else:
+            await ws.send_json([note_json(2), note_json(3)])  # 2 again: must not be delivered twice
+            await ws.send_json([])
+            async for _ in ws:  # hold it open until the client goes
+                pass
+        return ws
+
+    server = web.Application()
+    server.router.add_get("/ws", socket)
+    gateway = await serve(server)
+    received: list[Notification] = []
+    counters = Counters()
+    async with notify.client_session() as session:
+        task = asyncio.create_task(
+            notify.follow(
+                session, "http://app.invalid", received.append, "websocket", push_url=gateway + "/", counters=counters
+            )
+        )
+        await until(lambda: len(received) >= 3)
+        await _stop(task)
+    assert [n.id for n in received] == [1, 2, 3]
+    assert received[0] == Notification(1, "unread_message_count", 1, 2.0)
+    assert afters == ["0", "2"]
+    assert counters.requests == 2 and counters.errors == 0 and counters.cursor == 3
+
+
+async def test_websocket_backs_off_after_an_abnormal_close_and_a_dead_gateway(serve):
+    afters: list[str] = []
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        afters.append(request.query["after"])
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json([note_json(len(afters))])
+        await ws.close(code=aiohttp.WSCloseCode.INTERNAL_ERROR)  # 1011: counted as an error
+        return ws
+
+    server = web.Application()
+    server.router.add_get("/ws", socket)
+    gateway = await serve(server)
+    received: list[Notification] = []
+    counters = Counters()
+    async with notify.client_session() as session:
+        task = asyncio.create_task(
+            notify.websocket(
+                session, "", received.append, push_url=gateway, counters=counters, backoff=Backoff(0.01, limit=0.05)
+            )
+        )
+        await until(lambda: len(received) >= 3)
+        assert not task.done()
+        await _stop(task)
+    assert afters[:3] == ["0", "1", "2"]
+    assert counters.errors >= 2
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(401, notify.NotLoggedIn), (403, notify.NotifyError), (404, notify.NotifyError)],
+)
+async def test_a_refused_handshake_raises_like_the_http_transports(serve, status, expected):
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"error": "no"}, status=status)
+
+    server = web.Application()
+    server.router.add_get("/ws", refuse)
+    gateway = await serve(server)
+    async with notify.client_session() as session:
+        with pytest.raises(expected):
+            await asyncio.wait_for(notify.websocket(session, "", print, push_url=gateway), WAIT)
+
+
+async def test_a_busy_gateway_is_retried_after_its_retry_after(serve):
+    tries: list[int] = []
+
+    async def socket(request: web.Request) -> web.StreamResponse:
+        tries.append(1)
+        if len(tries) == 1:
+            return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "1"})
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json([note_json(1)])
+        async for _ in ws:
+            pass
+        return ws
+
+    server = web.Application()
+    server.router.add_get("/ws", socket)
+    gateway = await serve(server)
+    got: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
+    counters = Counters()
+    async with notify.client_session() as session:
+        task = asyncio.create_task(
+            notify.websocket(
+                session, "", _first_into(got), push_url=gateway, counters=counters, backoff=Backoff(first=0.01)
+            )
+        )
+        assert (await asyncio.wait_for(got, WAIT)).id == 1
+        await _stop(task)
+    assert counters.errors == 1 and len(tries) == 2
+
+
+@pytest.mark.parametrize("junk", ["not json", '{"id": 1}', "[1, 2]"])
+async def test_a_message_that_is_not_a_list_of_notifications_ends_the_client(serve, junk):
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(junk)
+        async for _ in ws:
+            pass
+        return ws
+
+    server = web.Application()
+    server.router.add_get("/ws", socket)
+    gateway = await serve(server)
+    async with notify.client_session() as session:
+        with pytest.raises(notify.NotifyError, match="not a JSON list of notifications"):
+            await asyncio.wait_for(notify.websocket(session, "", print, push_url=gateway), WAIT)
+
+
+async def test_the_session_cookie_of_the_app_reaches_the_gateway_on_another_port(serve):
+    cookies: list[str | None] = []
+
+    async def sign_in(request: web.Request) -> web.Response:
+        response = web.Response(text="signed in")
+        response.set_cookie("session", "signed-value", httponly=True, samesite="Lax")
+        return response
+
+    async def socket(request: web.Request) -> web.StreamResponse:
+        cookies.append(request.cookies.get("session"))
+        if request.cookies.get("session") != "signed-value":
+            return web.json_response({"error": "not logged in"}, status=401)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json([note_json(1)])
+        async for _ in ws:
+            pass
+        return ws
+
+    app_server, gateway_server = web.Application(), web.Application()
+    app_server.router.add_get("/login", sign_in)
+    gateway_server.router.add_get("/ws", socket)
+    app_url, gateway = await serve(app_server), await serve(gateway_server)
+    got: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
+    async with notify.client_session() as session:
+        async with session.get(app_url + "/login") as answer:
+            assert answer.status == 200
+        task = asyncio.create_task(notify.follow(session, app_url, _first_into(got), "websocket", push_url=gateway))
+        assert (await asyncio.wait_for(got, WAIT)).id == 1
+        await _stop(task)
+    assert cookies == ["signed-value"]
+
+
+async def test_stream_with_a_push_url_reads_the_gateways_stream(serve):
+    paths: list[str] = []
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        paths.append(request.path)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'retry: 50\n\nid: 1\ndata: {"id": 1, "name": "n", "data": 1, "timestamp": 1.5}\n\n')
+        return response
+
+    server = web.Application()
+    server.router.add_get("/stream", events)
+    server.router.add_get("/notifications/stream", events)
+    gateway = await serve(server)
+    got: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
+    async with notify.client_session() as session:
+        task = asyncio.create_task(
+            notify.follow(session, "http://app.invalid", _first_into(got), "sse", push_url=gateway)
+        )
+        assert (await asyncio.wait_for(got, WAIT)) == Notification(1, "n", 1, 1.5)
+        await _stop(task)
+    assert paths[0] == "/stream"
+
+
+@pytest.mark.parametrize("transport", ["poll", "longpoll"])
+async def test_the_polling_transports_ignore_a_push_url_and_ask_the_app(app, pair, transport):
+    sender, name, reader = pair
+    await notify.send_message(sender, app.url, name, "one")
+    got: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    options = {**OPTIONS[transport], "push_url": nowhere}
+    task = asyncio.create_task(notify.follow(reader, app.url, _first_into(got), transport, **options))
+    try:
+        assert (await asyncio.wait_for(got, WAIT)).data == 1
+    finally:
+        await _stop(task)
+
+
+async def test_websocket_without_a_push_url_is_a_value_error():
+    async with notify.client_session() as session:
+        with pytest.raises(ValueError, match="push_url"):
+            await notify.follow(session, "http://127.0.0.1:1", print, "websocket")
+        with pytest.raises(ValueError, match="push_url"):
+            await notify.websocket(session, "", print, push_url="127.0.0.1:8001")

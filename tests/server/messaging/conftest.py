@@ -73,6 +73,9 @@ def database_url(request: pytest.FixtureRequest, database: str, tmp_path: Path) 
 def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     app = create_app(app_config(tmp_path, SQLALCHEMY_DATABASE_URI=database_url))
     yield app
+    listener = app.extensions.get("notify_listener")  # PostgreSQL: its LISTEN thread
+    if listener is not None:
+        listener.stop()
     with app.app_context():
         db.engine.dispose()
 

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from course.servers import FAST_HASH  # the default scrypt costs ~50 ms a login
+from course.servers import FAST_HASH, ServerHandle, start_server  # FAST_HASH: scrypt costs ~50 ms a login
 from server.messaging.extensions import db
 from server.messaging.models import User
 
@@ -126,3 +126,48 @@ class WebUser:
 
     def get(self, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
         return self.session.get(self.url(path), timeout=kwargs.pop("timeout", TIMEOUT), **kwargs)
+
+
+def identify_by_healthz(kind: str | None):  # type: ignore[no-untyped-def]
+    """An ``identify`` for ``start_server``: ``/healthz`` answers a JSON object
+    (with ``"server": kind`` unless ``kind`` is None: the contract promises the gateway's JSON only)."""
+
+    def identify(url: str) -> dict[str, Any] | None:
+        try:
+            answer = requests.get(url + "/healthz", timeout=1)
+            info = answer.json() if answer.ok else None
+        except (requests.RequestException, ValueError):
+            return None
+        if not isinstance(info, dict) or (kind is not None and info.get("server") != kind):
+            return None
+        return info
+
+    return identify
+
+
+def start_app_workers(database_url: str, folder: Path, workers: int = 2, **settings: str) -> ServerHandle:
+    """``python -m server.messaging --workers N`` (gunicorn) on a free port; stop it with ``stop()``."""
+    env = {
+        "DATABASE_URL": database_url,
+        "MESSAGING_INSTANCE_PATH": str(folder),
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "MESSAGING_THREADS": "8",
+        **settings,
+    }
+    return start_server(
+        "messaging app",
+        "server.messaging",
+        ["--workers", str(workers)],
+        port=None,
+        identify=identify_by_healthz("messaging"),
+        env=env,
+        reuse=False,
+    )
+
+
+def start_push_gateway(database_url: str, secret_key: str, **settings: str) -> ServerHandle:
+    """``python -m server.push`` (the gateway of issue 13) on a free port, on the app's database."""
+    env = {"DATABASE_URL": database_url, "SECRET_KEY": secret_key, **settings}
+    return start_server(
+        "push gateway", "server.push", port=None, identify=identify_by_healthz(None), env=env, reuse=False
+    )

@@ -127,3 +127,15 @@ def test_leaving_a_seat_one_does_not_hold_is_an_error() -> None:
     hub = NotificationHub(max_per_user=2)
     with pytest.raises(RuntimeError, match="holds no seat"):
         hub.leave_seat(7)
+
+
+def test_publish_waiting_wakes_everyone_waiting_and_only_bumps_their_users() -> None:
+    hub = NotificationHub()
+    threads, results = wait_in_threads(hub, [3, 4], timeout=10)
+    until_waiting(hub, 2)
+    idle_before = hub.generation(5)
+    hub.publish_waiting()  # what the LISTEN thread does after (re)connecting
+    for thread in threads:
+        thread.join(5)
+    assert results == {3: True, 4: True}
+    assert hub.generation(5) == idle_before
