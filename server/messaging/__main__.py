@@ -254,7 +254,7 @@ def _serve_with_gunicorn(
     creates its app after the fork, so its database connections and its
     LISTEN thread are its own.
     """
-    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]  # gunicorn ships no type hints
+    from gunicorn.app.base import BaseApplication  # untyped: see the mypy overrides
 
     settings: dict[str, Any] = {
         "bind": [f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"],
