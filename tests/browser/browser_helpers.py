@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
 
 import requests
 from playwright.async_api import Page, expect
 
 from course.servers import ServerHandle
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 POLL_INTERVAL_MS = 1000
 # The badge must change within one poll interval; the margin covers a busy
 # 2-core machine (browser start, page scripts, three form posts).

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, POLL_INTERVAL_MS
+from browser_helpers import POLL_INTERVAL_MS
 
+from course.browser import CHROMIUM, CHROMIUM_ARGS
 from course.servers import ServerHandle
 
 MESSAGING_TESTS = Path(__file__).resolve().parents[1] / "server" / "messaging"
