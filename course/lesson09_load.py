@@ -48,6 +48,10 @@ __all__ = ["SEND_ERRORS", "Best", "Crowd", "Deliveries", "LoadPlan", "SimUser", 
 SEND_ERRORS: tuple[type[BaseException], ...] = (notify.NotifyError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
+#: What the capstone's readers may use: the Flask app's own transports (no gateway here).
+CAPSTONE_TRANSPORTS = ("poll", "longpoll", "sse")
+
+
 @dataclass(frozen=True)
 class LoadPlan:
     """One run: which transport the readers use, and how the writers send."""
@@ -65,8 +69,11 @@ class LoadPlan:
 
     def follow_options(self) -> dict[str, Any]:
         """What ``notify.follow`` gets for this transport."""
-        if self.transport not in notify.TRANSPORTS:
-            raise ValueError(f"transport must be one of {sorted(notify.TRANSPORTS)}, not {self.transport!r}")
+        if self.transport not in CAPSTONE_TRANSPORTS:
+            raise ValueError(
+                f"the capstone's readers follow the Flask app with one of {list(CAPSTONE_TRANSPORTS)}, "
+                f"not {self.transport!r} (a websocket needs lesson 10's push gateway)"
+            )
         return {"interval": self.poll_interval} if self.transport == "poll" else {}
 
 

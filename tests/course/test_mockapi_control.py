@@ -35,7 +35,7 @@ def test_use_installs_then_resets_and_stats_detail_lists_arrivals(mock_api) -> N
     control = MockAPIControl(mock_api.url)
     assert _status(mock_api.url + "/items/1") == 200
     installed = control.use({"rate_limit": {"requests": 1, "per": 60.0}})
-    assert installed["rate_limit"] == {"requests": 1, "per": 60.0}
+    assert installed["rate_limit"] == {"requests": 1, "per": 60.0, "headers": False}
     assert control.stats()["requests"] == 0
     assert [_status(mock_api.url + f"/items/{i}") for i in (1, 2)] == [200, 429]
     summary, detail = control.stats(), control.stats(detail=True)

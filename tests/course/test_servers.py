@@ -66,7 +66,7 @@ def test_second_start_applies_its_scenario_and_resets_the_counters(api):
 def test_a_scenario_given_at_start_is_in_force(tmp_path):
     handle = start_mock_api(port=None, items=5, scenario={"rate_limit": {"requests": 7, "per": 2.0}})
     try:
-        assert _get(handle.url + "/_scenario")["rate_limit"] == {"requests": 7, "per": 2.0}
+        assert _get(handle.url + "/_scenario")["rate_limit"] == {"requests": 7, "per": 2.0, "headers": False}
     finally:
         handle.stop()
 

@@ -33,7 +33,7 @@ def _get(url: str) -> int:
 def test_use_scenario_installs_it_and_clears_the_counters(mock_api) -> None:
     _get(mock_api.url + "/items/1")
     installed = use_scenario(mock_api.url, {"rate_limit": {"requests": 2, "per": 10.0}})
-    assert installed["rate_limit"] == {"requests": 2, "per": 10.0}
+    assert installed["rate_limit"] == {"requests": 2, "per": 10.0, "headers": False}
     assert read_stats(mock_api.url)["requests"] == 0
     assert [_get(mock_api.url + f"/items/{i}") for i in range(3)] == [200, 200, 429]
 
