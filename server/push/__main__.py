@@ -19,26 +19,17 @@ status 2; a database it cannot use, with status 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import errno
 import logging
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
-import socket
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import NoReturn
 
 import psycopg
-from aiohttp import web
 
-from .app import Gateway
+from .serving import BindError, bind, run_worker, supervise
 from .settings import (
     ConfigError,
     Settings,
@@ -54,8 +45,6 @@ log = logging.getLogger("server.push")
 USAGE_ERROR = 2
 DATABASE_ERROR = 1
 MAX_WORKERS = 64
-#: Descriptors kept free beyond the streams: listening socket, database connections, logs.
-_FILE_RESERVE = 64
 
 
 class UsageError(Exception):
@@ -195,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s[%(process)d]: %(message)s")
         check_database(settings.database_url)
-        reservation = _bind(settings.host, settings.port, reuse_port=settings.workers > 1)
-    except (UsageError, ConfigError) as exc:
+        reservation = bind(settings.host, settings.port, reuse_port=settings.workers > 1)
+    except (UsageError, BindError, ConfigError) as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: error: {exc}\n")
     except DatabaseUnusable as exc:
         parser.exit(DATABASE_ERROR, f"{parser.prog}: error: cannot use the database: {exc}\n")
@@ -205,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with reservation:
         # Keep the port (bound, not listening) for the workers to share.
         settings = replace(settings, port=int(reservation.getsockname()[1]))
-        return _supervise(settings)
+        return supervise(settings)
 
 
 def check_database(database_url: str) -> None:
@@ -222,149 +211,6 @@ def check_database(database_url: str) -> None:
     except psycopg.Error as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnusable(detail) from None
-
-
-def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    """A socket bound to ``host:port`` (UsageError with the reason if it cannot be)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, protocol, _, address = infos[0]
-        sock = socket.socket(family, kind, protocol)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(address)
-        except BaseException:
-            sock.close()
-            raise
-    except OSError as exc:
-        raise UsageError(_bind_error(host, port, exc)) from None
-    return sock
-
-
-def _bind_error(host: str, port: int, exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return f"port {port} on {host} is in use: stop the program using it, or pick another --port"
-    if exc.errno == errno.EACCES:
-        return f"not allowed to listen on port {port} of {host}: pick a port above 1023"
-    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on --host {host}: not an address of this machine ({exc.strerror or exc})"
-    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-
-
-# -- one process -----------------------------------------------------------------------------
-
-
-def run_worker(settings: Settings, sock: socket.socket | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; ``sock``: a bound socket to listen on (else bind anew)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s[%(process)d]: %(message)s")
-    raise_open_file_limit(settings.max_connections + _FILE_RESERVE)
-    if sock is None:
-        sock = _bind(settings.host, settings.port, reuse_port=settings.workers > 1)
-    asyncio.run(serve(settings, sock))
-    return 0
-
-
-async def serve(settings: Settings, sock: socket.socket) -> None:
-    gateway = Gateway(settings)
-    runner = web.AppRunner(gateway.make_app(), handler_cancellation=True, access_log=None)
-    await runner.setup()
-    sock.listen(1024)
-    site = web.SockSite(runner, sock)
-    await site.start()
-    host, port = sock.getsockname()[:2]
-    log.info(
-        "push gateway on http://%s:%s (pid %d): at most %d streams, %s per user",
-        f"[{host}]" if ":" in str(host) else host,
-        port,
-        os.getpid(),
-        settings.max_connections,
-        settings.max_per_user or "unlimited",
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-        log.info("stopping: telling %d open streams to reconnect", gateway.fanout.connections())
-        await site.stop()  # no new connections
-        await gateway.close_streams(settings.shutdown_grace)
-    finally:
-        await runner.cleanup()
-
-
-def raise_open_file_limit(wanted: int) -> int:
-    """Raise the soft ``RLIMIT_NOFILE`` towards ``wanted`` (up to the hard limit); the new soft limit."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return wanted
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return wanted
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    if soft < wanted:
-        log.warning("the open-file limit (%d) is below %d: raise it (ulimit -n) to hold more streams", soft, wanted)
-    return int(soft)
-
-
-# -- several processes -----------------------------------------------------------------------
-
-
-def _worker_main(settings: Settings) -> None:  # pragma: no cover - runs in a child
-    _die_with_parent()
-    sys.exit(run_worker(settings))
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in a child
-    """Linux: have the kernel SIGTERM this worker if the supervisor dies."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _supervise(settings: Settings) -> int:
-    """Run ``settings.workers`` worker processes; restart one that dies; pass SIGTERM on."""
-    context = multiprocessing.get_context("spawn")
-    stopping = False
-
-    def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker_main, args=(settings,), name="push-worker")
-        process.start()
-        return process
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    workers = [start() for _ in range(settings.workers)]
-    log.info("push gateway: %d workers on port %d", settings.workers, settings.port)
-    while not stopping:
-        multiprocessing.connection.wait([w.sentinel for w in workers], timeout=0.5)
-        for index, worker in enumerate(workers):
-            if not worker.is_alive() and not stopping:
-                log.warning("worker %s exited with %s; starting another", worker.pid, worker.exitcode)
-                time.sleep(0.5)
-                workers[index] = start()
-    for worker in workers:
-        if worker.is_alive() and worker.pid is not None:
-            os.kill(worker.pid, signal.SIGTERM)
-    for worker in workers:
-        worker.join(settings.shutdown_grace + 10)
-        if worker.is_alive():
-            worker.kill()
-            worker.join()
-    return 0
 
 
 if __name__ == "__main__":

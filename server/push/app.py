@@ -249,7 +249,7 @@ class Gateway:
             {
                 "server": "push",
                 "pid": os.getpid(),
-                "connections": self.fanout.connections(),
+                "connections": self.seats.held(),  # taken before a stream starts, left after it ends
                 **self.fanout.by_transport(),
                 "users": self.fanout.users(),
                 "max_connections": self.settings.max_connections,

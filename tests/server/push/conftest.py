@@ -18,10 +18,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "messaging"))
 
 from postgresql_server import PostgreSQLServer, start_postgresql
+from push_helpers import SECRET_KEY
 
 from course.servers import FAST_HASH, ServerHandle, start_messaging_app, start_server
-
-SECRET_KEY = "push-gateway-tests-" + uuid.uuid4().hex
 
 StartGateway = Callable[..., ServerHandle]
 

@@ -15,6 +15,8 @@ from course import notify
 from server.push.store import conninfo
 
 PASSWORD = "correct horse battery"
+#: The app's and the gateways' key in these tests.
+SECRET_KEY = "push-gateway-tests-" + uuid.uuid4().hex
 #: A guard against a hang (never a timing assertion): how long one read may take.
 READ_GUARD = 60.0
 
@@ -52,6 +54,25 @@ async def sign_up(app_url: str, database_url: str, prefix: str = "user") -> Pers
     await notify.login(session, app_url, name, PASSWORD)
     rows = await asyncio.to_thread(query, database_url, 'SELECT id FROM "user" WHERE username = %s', name)
     return Person(name, int(rows[0][0]), session)
+
+
+def write_without_notify(database_url: str, user_id: int, name: str = "test_marker") -> int:
+    """Store a notification for ``user_id`` as the app's writer does, but send no
+    NOTIFY (a lost wake-up); its cursor."""
+    with psycopg.connect(conninfo(database_url)) as connection:  # one transaction
+        seq = connection.execute(
+            'UPDATE "user" SET notification_counter = notification_counter + 1 WHERE id = %s '
+            "RETURNING notification_counter",
+            (user_id,),
+        ).fetchone()
+        assert seq is not None
+        connection.execute(
+            "INSERT INTO notification (name, user_id, seq, timestamp, payload_json) "
+            "VALUES (%s, %s, %s, extract(epoch from now()), %s) ON CONFLICT (user_id, name) "
+            "DO UPDATE SET seq = excluded.seq, timestamp = excluded.timestamp, payload_json = excluded.payload_json",
+            (name, user_id, seq[0], json.dumps({"marker": seq[0]})),
+        )
+    return int(seq[0])
 
 
 def wake(database_url: str, user_id: int) -> None:
