@@ -183,8 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s[%(process)d]: %(message)s")
-        check_database(settings.database_url)
         reservation = bind(settings.host, settings.port, reuse_port=settings.workers > 1)
+        check_database(settings.database_url)
     except (UsageError, BindError, ConfigError) as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: error: {exc}\n")
     except DatabaseUnusable as exc:
