@@ -59,17 +59,20 @@ async def test_sse_resumes_after_last_event_id_and_after(gateway, messaging_app,
     await send(messaging_app.url, database_url, alice, bob)
     (latest,) = await app_notifications(messaging_app.url, bob)  # one row per name, replaced
     older = latest["id"] - 1
-    for headers, params in (({"Last-Event-ID": str(older)}, {}), ({}, {"after": str(older)})):
-        async with client.get(f"{gateway.url}/stream", headers={**bob.headers, **headers}, params=params) as response:
-            event = await EventReader(response).next_data()
-        assert json.loads(event.fields["data"]) == latest
-    # From the newest cursor there is nothing until the next message.
-    async with client.get(
-        f"{gateway.url}/stream", headers={**bob.headers, "Last-Event-ID": str(latest["id"])}
-    ) as response:
-        events = EventReader(response)
+    # A stream from the newest cursor gets nothing until the next message, even while
+    # another stream of the same user, from an older cursor, is sent the latest one.
+    up_to_date = {**bob.headers, "Last-Event-ID": str(latest["id"])}
+    async with client.get(f"{gateway.url}/stream", headers=up_to_date) as current:
+        current_events = EventReader(current)
+        await current_events.next()  # held by the gateway now
+        for headers, params in (({"Last-Event-ID": str(older)}, {}), ({}, {"after": str(older)})):
+            async with client.get(
+                f"{gateway.url}/stream", headers={**bob.headers, **headers}, params=params
+            ) as response:
+                event = await EventReader(response).next_data()
+            assert json.loads(event.fields["data"]) == latest
         await send(messaging_app.url, database_url, alice, bob)
-        event = await events.next_data()
+        event = await current_events.next_data()
     assert int(event.fields["id"]) == latest["id"] + 1
 
 
