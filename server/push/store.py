@@ -148,6 +148,8 @@ class Listener:
             try:
                 await self._listen()
             except (psycopg.Error, OSError) as exc:
+                if self.connected:  # it had worked: try again soon
+                    delay = self._retry_seconds
                 log.warning("LISTEN connection lost (%s); reconnecting in %.0f s", exc, delay)
             finally:
                 self.connected = False

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from push_helpers import EventReader, Person, app_notifications, send, sign_up, write_without_notify
+from push_helpers import EventReader, Person, app_notifications, query, send, sign_up, write_without_notify
 
 from course.servers import ServerHandle
 from server.push.app import RECONNECT_MS
@@ -146,3 +146,21 @@ async def test_two_workers_share_the_port_and_each_delivers(start_gateway, messa
             for socket_ in sockets:
                 await socket_.close()
     assert gateway.process is not None and gateway.process.returncode == 0
+
+
+async def test_a_lost_listen_connection_is_reopened_and_everything_re_read(
+    start_gateway, messaging_app, database_url, people, client
+):
+    alice, bob = people
+    gateway = start_gateway("--recheck", "3600")
+    async with client.ws_connect(f"{gateway.url}/ws", headers=bob.headers) as socket_:
+        await send(messaging_app.url, database_url, alice, bob)
+        await socket_.receive_json(timeout=60)  # the stream is settled: no read of its own pending
+        seq = await asyncio.to_thread(write_without_notify, database_url, bob.user_id)  # no NOTIFY
+        ended = await asyncio.to_thread(
+            query, database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'"
+        )
+        assert ended == [(True,)]  # the gateway's one LISTEN connection
+        pushed = await socket_.receive_json(timeout=60)  # read again once listening again
+    assert [n["id"] for n in pushed] == [seq]
+    assert pushed == await app_notifications(messaging_app.url, bob, after=seq - 1)
