@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from server.messaging.models import Notification, User
 
 from .settings import NOTIFY_CHANNEL
 
-__all__ = ["Item", "Listener", "Store", "conninfo", "parse_wakeup"]
+__all__ = ["Item", "Listener", "Store", "conninfo", "listener_name", "parse_wakeup"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,11 @@ def conninfo(database_url: str) -> str:
     return psycopg.conninfo.make_conninfo(**{k: v for k, v in options.items() if v is not None})
 
 
+def listener_name(pid: int) -> str:
+    """The ``application_name`` of a gateway process's LISTEN connection (see ``pg_stat_activity``)."""
+    return f"server.push listener {pid}"
+
+
 class Listener:
     """One ``LISTEN`` connection, reconnected when it drops.
 
@@ -157,7 +163,9 @@ class Listener:
             delay = min(delay * 2, 30.0)
 
     async def _listen(self) -> None:
-        connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        connection = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, application_name=listener_name(os.getpid())
+        )
         async with connection:
             await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
             self.connected = True

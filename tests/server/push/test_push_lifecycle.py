@@ -14,6 +14,7 @@ from push_helpers import EventReader, Person, app_notifications, query, send, si
 
 from course.servers import ServerHandle
 from server.push.app import RECONNECT_MS
+from server.push.store import listener_name
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -157,9 +158,9 @@ async def test_a_lost_listen_connection_is_reopened_and_everything_re_read(
         await send(messaging_app.url, database_url, alice, bob)
         await socket_.receive_json(timeout=60)  # the stream is settled: no read of its own pending
         seq = await asyncio.to_thread(write_without_notify, database_url, bob.user_id)  # no NOTIFY
-        ended = await asyncio.to_thread(
-            query, database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'"
-        )
+        name = listener_name((await health(client, gateway))["pid"])
+        terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+        ended = await asyncio.to_thread(query, database_url, terminate, name)
         assert ended == [(True,)]  # the gateway's one LISTEN connection
         pushed = await socket_.receive_json(timeout=60)  # read again once listening again
     assert [n["id"] for n in pushed] == [seq]
