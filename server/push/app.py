@@ -16,7 +16,10 @@ Refusals are JSON ``{"error": ...}``. A stream then gets what it is owed
 after its cursor at once, and every notification after that as it is
 committed. On shutdown each stream is told to reconnect (SSE: a short
 ``retry:`` and the end of the response; WebSocket: close code 1012, "service
-restart"); clients resume from their cursor, so nothing is lost.
+restart"); clients resume from their cursor, so nothing is lost. A stream
+whose user signed out at the app since it opened (the session token changed)
+is ended at the next periodic re-check (SSE: ``: signed out`` and the end of
+the response, a reconnection gets 401; WebSocket: close code 1008).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from .sessions import SESSION_COOKIE, SessionReader
 from .settings import ConfigError, Settings, parse_origin
 from .store import Listener, Store
 
-__all__ = ["RECONNECT_MS", "SERVICE_RESTART", "Gateway"]
+__all__ = ["RECONNECT_MS", "SERVICE_RESTART", "SIGNED_OUT", "Gateway"]
 
 log = logging.getLogger("server.push")
 
@@ -46,6 +49,8 @@ log = logging.getLogger("server.push")
 RECONNECT_MS = 500
 #: WebSocket close code at shutdown: "service restart", reconnect.
 SERVICE_RESTART = WSCloseCode.SERVICE_RESTART
+#: WebSocket close code when the user signed out at the app: policy violation, do not reconnect.
+SIGNED_OUT = WSCloseCode.POLICY_VIOLATION
 #: Seconds a client is asked to wait when the gateway is full / the user holds too many.
 FULL_RETRY_AFTER = 2
 FULL_MESSAGE = "this gateway holds as many streams as it may; retry shortly"
@@ -130,7 +135,7 @@ class Gateway:
             raise Refused(403, f"origin {origin!r} may not open streams here")
         return origin
 
-    async def _user(self, request: web.Request) -> int:
+    async def _user(self, request: web.Request) -> tuple[int, str]:
         token = self.sessions.session_token(request.cookies.get(SESSION_COOKIE))
         if token is None:
             raise Refused(401, "not logged in: sign in at the messaging app (no valid session cookie)")
@@ -141,14 +146,14 @@ class Gateway:
             raise Refused(503, "the database does not answer; retry shortly", FULL_RETRY_AFTER) from None
         if user_id is None:
             raise Refused(401, "this session was signed out: sign in again at the messaging app")
-        return user_id
+        return user_id, token
 
     async def _admit(self, request: web.Request, cursor: int) -> Subscriber:
         if self.closing:
             raise Refused(503, "the gateway is restarting; reconnect shortly", 1)
         if self.seats.held() >= self.settings.max_connections:
             raise Refused(503, FULL_MESSAGE, FULL_RETRY_AFTER)
-        user_id = await self._user(request)
+        user_id, token = await self._user(request)
         try:
             self.seats.take(user_id)
         except NoSeat as refusal:
@@ -162,7 +167,7 @@ class Gateway:
             raise Refused(503, FULL_MESSAGE, FULL_RETRY_AFTER) from None
         self._handlers_done.clear()
         transport = "ws" if request.path == "/ws" else "sse"
-        return Subscriber(user_id, cursor, transport)
+        return Subscriber(user_id, cursor, transport, session_token=token)
 
     def _release(self, subscriber: Subscriber) -> None:
         self.fanout.unsubscribe(subscriber)
@@ -197,6 +202,10 @@ class Gateway:
                     await response.write("".join(f"id: {i.seq}\ndata: {i.text}\n\n" for i in items).encode())
                 elif not woken:
                     await response.write(b": keep-alive\n\n")  # also how a dead peer is noticed
+                if subscriber.signed_out:
+                    await response.write(b": signed out\n\n")  # a reconnection gets 401
+                    await response.write_eof()
+                    break
                 if subscriber.closing:
                     await response.write(f"retry: {RECONNECT_MS}\n: the gateway restarts, reconnect\n\n".encode())
                     await response.write_eof()
@@ -230,6 +239,9 @@ class Gateway:
                 items = subscriber.take()
                 if items and not socket.closed:
                     await socket.send_str("[" + ",".join(i.text for i in items) + "]")
+                if subscriber.signed_out:
+                    await socket.close(code=SIGNED_OUT, message=b"signed out")
+                    break
                 if subscriber.closing:
                     await socket.close(code=SERVICE_RESTART, message=b"service restart")
                     break

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .store import Item
+from .store import Item, UserState
 
 __all__ = ["Fanout", "Subscriber"]
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Reader(Protocol):
     async def notifications_after(self, user_id: int, after: int) -> list[Item]: ...
 
-    async def counters(self, user_ids: Iterable[int]) -> dict[int, int]: ...
+    async def user_states(self, user_ids: Iterable[int]) -> dict[int, UserState]: ...
 
 
 @dataclass(eq=False)
@@ -38,10 +38,14 @@ class Subscriber:
     user_id: int
     cursor: int
     transport: str  # "sse" or "ws"
+    #: The session token its cookie carried: a stream ends when the user signs out.
+    session_token: str = ""
     pending: list[Item] = field(default_factory=list)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when the gateway shuts down: tell the client to reconnect, then end.
     closing: bool = False
+    #: Set when its session was signed out (or its user deleted): end it, no reconnect hint.
+    signed_out: bool = False
 
     def offer(self, items: Iterable[Item]) -> None:
         """Queue the items past this stream's cursor, and wake its handler."""
@@ -70,6 +74,10 @@ class Subscriber:
     def close(self) -> None:
         self.closing = True
         self.wakeup.set()
+
+    def revoke(self) -> None:
+        self.signed_out = True
+        self.close()
 
 
 class Fanout:
@@ -127,17 +135,23 @@ class Fanout:
                 subscriber.close()
 
     async def recheck(self) -> None:
-        """Wake the users whose newest cursor is past one of their streams' (a missed NOTIFY)."""
+        """Wake the users whose newest cursor is past one of their streams' (a missed NOTIFY);
+        end the streams whose session was signed out since they opened."""
         if not self._users:
             return
+        asked = list(self._users)
         try:
-            newest = await self._reader.counters(list(self._users))
+            states = await self._reader.user_states(asked)
         except (SQLAlchemyError, OSError) as exc:
             log.warning("periodic re-check failed (%s); trying again later", exc)
             return
-        for user_id, counter in newest.items():
-            held = self._users.get(user_id)
-            if held and counter > min(subscriber.cursor for subscriber in held):
+        for user_id in asked:
+            state = states.get(user_id)
+            held = [s for s in self._users.get(user_id, ()) if not s.signed_out]
+            for subscriber in held:
+                if state is None or subscriber.session_token != state.session_token:
+                    subscriber.revoke()
+            if state is not None and held and state.counter > min(s.cursor for s in held):
                 self.wake(user_id)
 
     async def recheck_every(self, seconds: float) -> None:

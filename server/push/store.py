@@ -26,7 +26,7 @@ from server.messaging.models import Notification, User
 
 from .settings import NOTIFY_CHANNEL
 
-__all__ = ["Item", "Listener", "Store", "conninfo", "listener_name", "parse_wakeup"]
+__all__ = ["Item", "Listener", "Store", "UserState", "conninfo", "listener_name", "parse_wakeup"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,14 @@ def item(seq: int, name: str, payload_json: str, timestamp: float) -> Item:
     """The ``Notification.to_dict()`` shape of the app, from a row's columns."""
     record = {"id": seq, "name": name, "data": json.loads(payload_json), "timestamp": timestamp}
     return Item(seq, record, json.dumps(record))
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What the periodic re-check reads of a user: the newest cursor, the current session token."""
+
+    counter: int
+    session_token: str
 
 
 class Store:
@@ -78,16 +86,16 @@ class Store:
             rows = (await connection.execute(query)).all()
         return [item(*row) for row in rows]
 
-    async def counters(self, user_ids: Iterable[int]) -> dict[int, int]:
-        """Each user's newest cursor (``notification_counter``), asked in chunks."""
+    async def user_states(self, user_ids: Iterable[int]) -> dict[int, UserState]:
+        """Each user's newest cursor and session token, asked in chunks (deleted users: absent)."""
         ids = list(user_ids)
-        found: dict[int, int] = {}
+        found: dict[int, UserState] = {}
         async with self.engine.connect() as connection:
             for start in range(0, len(ids), _RECHECK_CHUNK):
                 chunk = ids[start : start + _RECHECK_CHUNK]
-                query = select(User.id, User.notification_counter).where(User.id.in_(chunk))
-                for user_id, counter in (await connection.execute(query)).all():
-                    found[int(user_id)] = int(counter or 0)
+                query = select(User.id, User.notification_counter, User.session_token).where(User.id.in_(chunk))
+                for user_id, counter, token in (await connection.execute(query)).all():
+                    found[int(user_id)] = UserState(int(counter or 0), str(token))
         return found
 
     async def close(self) -> None:

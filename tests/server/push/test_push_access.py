@@ -177,3 +177,19 @@ async def test_per_user_cap_is_429_and_capacity_is_503_with_retry_after(
                 await asyncio.sleep(0.1)
     finally:
         await carol.session.close()
+
+
+async def test_open_streams_end_when_their_session_is_signed_out_at_the_app(start_gateway, messaging_app, bob, client):
+    gateway = start_gateway("--recheck", "0.2")
+    async with (
+        client.ws_connect(f"{gateway.url}/ws", headers=bob.headers) as socket_,
+        client.get(f"{gateway.url}/stream", headers=bob.headers) as response,
+    ):
+        events = EventReader(response)
+        await events.next()  # held
+        await notify.logout(bob.session, messaging_app.url)  # rotates bob's session_token
+        closed = await socket_.receive(timeout=60)
+        rest = await events.rest()
+    assert closed.type == aiohttp.WSMsgType.CLOSE
+    assert closed.data == 1008 and closed.extra == "signed out"
+    assert rest[-1].comments == ["signed out"]  # and the response ended
