@@ -70,6 +70,7 @@ class PushFigures:
     sent: int
     expected_deliveries: int
     delivered: int
+    dropped_streams: int
     median_delay_s: float
     p99_delay_s: float
     gateway_bytes_per_stream: float
@@ -84,7 +85,7 @@ class PushFigures:
                 f"on {self.workers} processes",
                 f"  {self.sent} notifications written, {self.delivered} of {self.expected_deliveries} "
                 f"deliveries arrived; delay median={self.median_delay_s * 1000:.1f} ms "
-                f"p99={self.p99_delay_s * 1000:.1f} ms",
+                f"p99={self.p99_delay_s * 1000:.1f} ms; {self.dropped_streams} streams ended early",
                 f"  memory: {self.gateway_bytes_per_stream / 1024:.1f} KiB per stream",
                 f"threaded Flask app: held {self.flask_streams} SSE streams, refused {self.flask_refused} (503)",
                 f"  memory: {self.flask_bytes_per_stream / 1024:.1f} KiB per stream (and a thread each)",
@@ -172,12 +173,14 @@ async def _open(
         return response
 
 
-async def _follow(connection: Connection, delays: list[float]) -> None:
+async def _follow(connection: Connection, delays: list[float], progress: Any) -> None:
     def record(text: str) -> None:
         now = time.time()
         for item in json.loads(text) if text.startswith("[") else [json.loads(text)]:
             if item.get("name") == NAME:
                 delays.append(now - item["data"]["sent"])
+                with progress.get_lock():
+                    progress.value += 1
 
     if isinstance(connection, aiohttp.ClientWebSocketResponse):
         async for message in connection:
@@ -189,24 +192,25 @@ async def _follow(connection: Connection, delays: list[float]) -> None:
             record(raw[6:].decode())
 
 
-async def _client(url: str, streams: Sequence[Stream], ready: Any, stop: Any, results: Any) -> None:
+async def _client(url: str, streams: Sequence[Stream], ready: Any, stop: Any, results: Any, progress: Any) -> None:
     delays: list[float] = []
     limit = asyncio.Semaphore(OPEN_AT_ONCE)
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
         opened = await asyncio.gather(*(_open(session, url, stream, limit) for stream in streams))
-        tasks = [asyncio.create_task(_follow(c, delays)) for c in opened if c is not None]
+        tasks = [asyncio.create_task(_follow(c, delays, progress)) for c in opened if c is not None]
         ready.put(len(tasks))
         await asyncio.to_thread(stop.wait)
+        dropped = sum(1 for task in tasks if task.done())  # ended before the end of the run
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    results.put(delays)
+    results.put((delays, dropped))
 
 
-def _client_main(url: str, streams: Sequence[Stream], ready: Any, stop: Any, results: Any) -> None:
+def _client_main(url: str, streams: Sequence[Stream], ready: Any, stop: Any, results: Any, progress: Any) -> None:
     raise_open_file_limit(len(streams) + 64)
-    asyncio.run(_client(url, streams, ready, stop, results))
+    asyncio.run(_client(url, streams, ready, stop, results, progress))
 
 
 # -- the writer ------------------------------------------------------------------------------
@@ -336,9 +340,11 @@ def _measure_gateway(
         for i in range(args.connections)
     ]
     context = multiprocessing.get_context("spawn")
-    ready, results, stop = context.Queue(), context.Queue(), context.Event()
+    ready, results, stop, progress = context.Queue(), context.Queue(), context.Event(), context.Value("q", 0)
     clients = [
-        context.Process(target=_client_main, args=(gateway.url, streams[k :: args.clients], ready, stop, results))
+        context.Process(
+            target=_client_main, args=(gateway.url, streams[k :: args.clients], ready, stop, results, progress)
+        )
         for k in range(args.clients)
     ]
     for client in clients:
@@ -347,27 +353,40 @@ def _measure_gateway(
     time.sleep(2.0)
     after = resident_bytes(supervisor)
     sent = asyncio.run(write_notifications(database_url, [user_id for user_id, _ in users], args.rate, args.seconds))
-    time.sleep(args.drain)
-    stop.set()
-    delays = [delay for found in _collect(results, clients, 300.0) for delay in found]
-    for client in clients:
-        client.join(60)
     per_user = {user_id: 0 for user_id, _ in users}
     for stream in streams:
         per_user[stream.user_id] += 1
-    targets = [users[n % len(users)][0] for n in range(sent)]
+    expected = sum(per_user[users[n % len(users)][0]] for n in range(sent))
+    _wait_for_deliveries(progress, expected, args.drain)
+    stop.set()
+    reports = _collect(results, clients, 300.0)
+    delays = [delay for found, _ in reports for delay in found]
+    for client in clients:
+        client.join(60)
     return {
         "connections": held,
         "sse": sum(1 for s in streams if s.transport == "sse"),
         "websockets": sum(1 for s in streams if s.transport == "ws"),
         "workers": args.workers,
         "sent": sent,
-        "expected_deliveries": sum(per_user[user_id] for user_id in targets),
+        "expected_deliveries": expected,
+        "dropped_streams": sum(dropped for _, dropped in reports),
         "delivered": len(delays),
         "median_delay_s": nearest_rank(delays, 0.5),
         "p99_delay_s": nearest_rank(delays, 0.99),
         "gateway_bytes_per_stream": (after - before) / max(1, held),
     }
+
+
+def _wait_for_deliveries(progress: Any, expected: int, quiet_seconds: float) -> None:
+    """Until every delivery arrived, or none arrived for ``quiet_seconds``."""
+    last, last_change = -1, time.monotonic()
+    while progress.value < expected:
+        if progress.value != last:
+            last, last_change = progress.value, time.monotonic()
+        elif time.monotonic() - last_change > quiet_seconds:
+            return
+        time.sleep(0.2)
 
 
 class ClientFailed(RuntimeError):
@@ -410,7 +429,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=_positive(int, 1), default=4, help="client processes (default 4)")
     parser.add_argument("--rate", type=_positive(float, 0.1), default=100.0, help="notifications/s (default 100)")
     parser.add_argument("--seconds", type=_positive(float, 1), default=20.0, help="writing time (default 20)")
-    parser.add_argument("--drain", type=_positive(float, 0), default=5.0, help="wait after writing, s (default 5)")
+    parser.add_argument(
+        "--drain", type=_positive(float, 0), default=10.0, help="stop after s without a delivery (default 10)"
+    )
     parser.add_argument("--flask-threads", type=_positive(int, 2), default=64, help="the app's threads (default 64)")
     parser.add_argument("--flask-streams", type=_positive(int, 0), default=60, help="streams tried on it (default 60)")
     args = parser.parse_args(argv)
