@@ -32,6 +32,7 @@ import re
 from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from server.messaging.hub import NoSeat, Seats
 from server.messaging.models import MAX_CURSOR
@@ -88,7 +89,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_json_errors])
         app.router.add_get("/stream", self.stream)
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/healthz", self.healthz)
@@ -271,6 +272,22 @@ class Gateway:
                 "reads": self.fanout.reads,
                 "closing": self.closing,
             }
+        )
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (404, 405, ...) as JSON ``{"error": ...}``, like the gateway's."""
+    try:
+        return await handler(request)
+    except web.HTTPException as refusal:
+        if refusal.status < 400:
+            raise
+        served = "the gateway serves GET /stream, /ws and /healthz"
+        return web.json_response(
+            {"error": f"{refusal.reason}: {request.method} {request.path} ({served})"},
+            status=refusal.status,
+            headers={k: v for k, v in refusal.headers.items() if k.lower() == "allow"},
         )
 
 

@@ -152,3 +152,16 @@ async def test_healthz_counts_the_streams_held(gateway, people, client):
     assert info["connections"] >= 1 and info["sse"] >= 1 and info["users"] >= 1
     assert info["listening"] is True
     assert isinstance(info["pid"], int)
+
+
+async def test_unknown_paths_and_methods_are_json_errors(gateway, client):
+    async with client.get(f"{gateway.url}/nothing-here") as response:
+        assert response.status == 404
+        assert "GET /stream" in (await response.json())["error"]
+    async with client.post(f"{gateway.url}/stream") as response:
+        assert response.status == 405
+        assert "GET" in response.headers["Allow"]
+        assert "error" in await response.json()
+    async with client.get(f"{gateway.url}/ws") as response:  # no upgrade, and no cookie
+        assert response.status in (400, 401)
+        assert "error" in await response.json()
