@@ -196,6 +196,8 @@ class Gateway:
             await response.prepare(request)
             await response.write(f"retry: {self.settings.retry_ms}\n\n".encode())
             self.fanout.subscribe(subscriber)
+            if self.closing:  # shutdown began while this stream was starting
+                subscriber.close()
             while True:
                 woken = await subscriber.wait(self.settings.heartbeat)
                 items = subscriber.take()
@@ -235,6 +237,8 @@ class Gateway:
             await socket.prepare(request)
             incoming = asyncio.create_task(_read_until_closed(socket, subscriber))
             self.fanout.subscribe(subscriber)
+            if self.closing:
+                subscriber.close()
             while not socket.closed:
                 await subscriber.wait(3600.0)
                 items = subscriber.take()
