@@ -24,20 +24,47 @@ evenness of the arrivals (the busiest 100 ms, as a multiple of an even
 share, and the spread of the gaps between arrivals: standard deviation over
 mean), and the Redis commands per request (as Redis counts them: each call
 a Lua script makes counts, and so does a new connection's handshake).
+
+Then, unless ``--only-contenders``, three more sections (lesson 11):
+
+- the fleet: ``--processes`` processes sharing ``--fleet-rate`` R (default
+  1000/s) through Redis, beside private ``RateLimiter``s at R and at R/N each,
+  and the same with one process dead (N-1 shared at R; N-1 private at R/N,
+  the static split): the steady admitted rate as a share of R, the 429s and
+  the Redis round trips per request (the limiter's script calls; the
+  ``release`` one is sent without waiting for it);
+- a work queue: three ``python -m course.fetch --queue`` workers, one killed
+  with SIGKILL once the server has seen a third of the items: items lost and
+  duplicated in the export, items the server served twice;
+- ``--rate auto`` against an unannounced strict limit of 100/s and against
+  one announced in ``RateLimit`` headers: seconds until a second admitted 0.9
+  of the limit, and the share of 429s, over runs of ``--auto-seconds``
+  (default 10 s) of items.
+
+Every request a client sends goes through ``async with gate():``, as
+``course.fetch`` does: a limiter that counts requests in flight hears when
+each answer is in.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
+import math
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -47,9 +74,22 @@ from course.mockapi_control import MockAPIControl
 from course.redis_server import start_redis
 from course.servers import start_mock_api
 
-__all__ = ["CONTENDERS", "Figures", "run_benchmark"]
+__all__ = [
+    "CONTENDERS",
+    "AutoFigures",
+    "Figures",
+    "FleetRow",
+    "KillFigures",
+    "run_auto",
+    "run_benchmark",
+    "run_fleet_table",
+    "run_kill",
+    "seconds_to_reach",
+]
 
 CONTENDERS = ("shared", "shared-gcra", "limits")
+#: Contenders the fleet section also runs: a private ``RateLimiter`` in each process, no Redis.
+ALL_KINDS = (*CONTENDERS, "private")
 
 
 @dataclass(frozen=True)
@@ -69,17 +109,21 @@ class Figures:
 # -- one client process -----------------------------------------------------------------
 
 
-async def _limiter_for(kind: str, redis_url: str, key: str, rate: float) -> Callable[[], Awaitable[None]]:
-    """A coroutine function that returns when one request may go."""
+async def _limiter_for(
+    kind: str, redis_url: str, key: str, rate: float
+) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
+    """A gate around one request: ``async with gate():`` returns when the request may go, and
+    (for the limiters that count requests in flight) tells the limiter when its answer is in."""
     if kind in ("shared", "shared-gcra"):
         from course.shared_limit import SharedRateLimiter
 
         shared = SharedRateLimiter(redis_url, key, rate, window=kind == "shared")
+        return lambda: shared  # acquire(hold=True) on entry, release() when the answer is in
+    if kind == "private":
+        from course.limiters import RateLimiter
 
-        async def go_shared() -> None:
-            await shared.acquire()
-
-        return go_shared
+        private = RateLimiter(rate)
+        return lambda: private
     if kind == "limits":
         from limits import RateLimitItemPerSecond
         from limits.aio.strategies import MovingWindowRateLimiter
@@ -89,24 +133,25 @@ async def _limiter_for(kind: str, redis_url: str, key: str, rate: float) -> Call
         library = MovingWindowRateLimiter(storage)
         item = RateLimitItemPerSecond(int(rate))
 
-        async def go_limits() -> None:
+        @contextlib.asynccontextmanager
+        async def go_limits() -> AsyncIterator[None]:
             while not await library.hit(item, key):
                 stats = await library.get_window_stats(item, key)
                 await asyncio.sleep(max(0.001, stats.reset_time - time.time()))
+            yield
 
         return go_limits
-    raise ValueError(f"unknown contender {kind!r}; one of {CONTENDERS}")
+    raise ValueError(f"unknown contender {kind!r}; one of {ALL_KINDS}")
 
 
 async def _client(kind: str, redis_url: str, api_url: str, key: str, rate: float, requests: int, workers: int) -> None:
-    go = await _limiter_for(kind, redis_url, key, rate)
+    gate = await _limiter_for(kind, redis_url, key, rate)
     left = iter(range(requests))
     async with aiohttp.ClientSession() as session:
 
         async def work() -> None:
             for item in left:
-                await go()
-                async with session.get(f"{api_url}/items/{item % 100}") as response:
+                async with gate(), session.get(f"{api_url}/items/{item % 100}") as response:
                     await response.read()
 
         await asyncio.gather(*(work() for _ in range(workers)))
@@ -141,6 +186,52 @@ def _figures(contender: str, stats: dict[str, Any], commands: int, seconds: floa
     )
 
 
+def _script_calls(client: redis.Redis) -> int:
+    """Round trips the limiters made to Redis: their script calls (each script is one round trip)."""
+    stats: dict[str, Any] = client.info("commandstats")
+    return sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def _run_fleet(
+    client: redis.Redis,
+    control: MockAPIControl,
+    redis_url: str,
+    api_url: str,
+    contender: str,
+    key: str,
+    *,
+    processes: int,
+    server_rate: float,
+    client_rate: float,
+    requests: int,
+    workers: int,
+) -> tuple[Figures, float, float]:
+    """``processes`` client processes of one kind against a strict limit of ``server_rate``;
+    the figures, the Redis round trips per request, and the requests offered per second."""
+    control.use({"rate_limit": {"requests": int(server_rate), "per": 1.0}})
+    before = int(client.info("stats")["total_commands_processed"])
+    calls_before = _script_calls(client)
+    started = time.perf_counter()
+    share = requests // processes
+    command = [
+        sys.executable, "-m", "course.benchmarks.fleet", "--child", contender, "--redis", redis_url,
+        "--api", api_url, "--key", key, "--rate", str(client_rate), "--requests", str(share),
+        "--workers", str(workers),
+    ]  # fmt: skip
+    fleet = [subprocess.Popen(command) for _ in range(processes)]
+    for process in fleet:
+        if process.wait(600) != 0:
+            raise RuntimeError(f"a {contender} client process failed (exit {process.returncode})")
+    seconds = time.perf_counter() - started
+    commands = int(client.info("stats")["total_commands_processed"]) - before
+    stats = control.stats(detail=True)
+    arrivals = stats["arrivals"]
+    trips = (_script_calls(client) - calls_before) / max(1, len(arrivals))
+    span = max(arrivals) - min(arrivals) if len(arrivals) > 1 else 0.0
+    offered = len(arrivals) / span if span else 0.0
+    return _figures(contender, stats, commands, seconds, server_rate), trips, offered
+
+
 def run_benchmark(
     *,
     processes: int = 4,
@@ -157,27 +248,195 @@ def run_benchmark(
     try:
         client = redis.Redis.from_url(server.url)
         for number, contender in enumerate(contenders):
-            control.use({"rate_limit": {"requests": int(rate), "per": 1.0}})
-            before = int(client.info("stats")["total_commands_processed"])
-            started = time.perf_counter()
-            share = requests // processes
-            command = [
-                sys.executable, "-m", "course.benchmarks.fleet", "--child", contender, "--redis", server.url,
-                "--api", api.url, "--key", f"bench-{number}", "--rate", str(rate), "--requests", str(share),
-                "--workers", str(workers),
-            ]  # fmt: skip
-            fleet = [subprocess.Popen(command) for _ in range(processes)]
-            for process in fleet:
-                if process.wait(600) != 0:
-                    raise RuntimeError(f"a {contender} client process failed (exit {process.returncode})")
-            seconds = time.perf_counter() - started
-            commands = int(client.info("stats")["total_commands_processed"]) - before
-            results.append(_figures(contender, control.stats(detail=True), commands, seconds, rate))
+            figures, _trips, _offered = _run_fleet(
+                client, control, server.url, api.url, contender, f"bench-{number}", processes=processes,
+                server_rate=rate, client_rate=rate, requests=requests, workers=workers,
+            )  # fmt: skip
+            results.append(figures)
         client.close()
     finally:
         api.stop()
         server.stop()
     return results
+
+
+# -- the fleet at a high rate: shared, private at R, private at R/N, a static split missing one ------
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One line of the fleet table: who ran, and what the server saw."""
+
+    label: str
+    figures: Figures
+    redis_round_trips_per_request: float
+    offered_rate: float  # every request the server saw, over the span of their arrivals
+
+
+def run_fleet_table(
+    *, processes: int = 4, rate: float = 1000, seconds: float = 4.0, workers: int = 32
+) -> list[FleetRow]:
+    """``processes`` processes sharing ``rate`` (Redis) beside private limiters at ``rate`` and at
+    ``rate / processes``, and the static split with one process dead (``processes - 1`` at ``rate / processes``)."""
+    server = start_redis()
+    api = start_mock_api(port=None, items=100)
+    control = MockAPIControl(api.url)
+    requests = int(rate * seconds)
+    split = rate / processes
+    plans = [
+        (f"{processes} shared, R", "shared", processes, rate, requests),
+        (f"{processes} private, R each", "private", processes, rate, requests),
+        (f"{processes} private, R/{processes} each", "private", processes, split, requests),
+        (f"{processes - 1} shared, R (1 dead)", "shared", processes - 1, rate, requests * (processes - 1) // processes),
+        (f"{processes - 1} private, R/{processes} (1 dead)", "private", processes - 1, split,
+         requests * (processes - 1) // processes),
+    ]  # fmt: skip
+    rows = []
+    try:
+        client = redis.Redis.from_url(server.url)
+        for number, (label, kind, count, client_rate, total) in enumerate(plans):
+            figures, trips, offered = _run_fleet(
+                client, control, server.url, api.url, kind, f"fleet-{number}", processes=count,
+                server_rate=rate, client_rate=client_rate, requests=total, workers=workers,
+            )  # fmt: skip
+            rows.append(FleetRow(label, figures, trips, offered))
+        client.close()
+    finally:
+        api.stop()
+        server.stop()
+    return rows
+
+
+def _fleet_report(rows: list[FleetRow], rate: float) -> str:
+    lines = [
+        f"Fleet against a strict limit R = {rate:g}/s (steady: admitted per second over the middle 80 % of the "
+        "admitted arrivals; a private client does not retry its 429s, so 'R each' ends in a burst)",
+        f"{'who':<26} {'offered/s':>9} {'admitted':>8} {'429s':>6} {'steady/s':>9} {'of R':>6} {'Redis trips/req':>15}",
+    ]
+    for row in rows:
+        f = row.figures
+        lines.append(
+            f"{row.label:<26} {row.offered_rate:>9.0f} {f.admitted:>8} {f.refused:>6} {f.steady_rate:>9.1f} "
+            f"{f.steady_rate / rate:>6.1%} {row.redis_round_trips_per_request:>15.2f}"
+        )
+    return "\n".join(lines)
+
+
+# -- a queue worker killed with SIGKILL ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KillFigures:
+    """A queue run in which one of the workers was killed with SIGKILL."""
+
+    items: int
+    exported: int
+    lost: int  # items without a line in the export
+    duplicated: int  # items with more than one line in the export
+    fetched_twice: int  # items the server served more than once
+    requests: int
+    seconds: float
+
+
+def run_kill(*, items: int = 600, rate: float = 200, workers: int = 3, latency: float = 0.1) -> KillFigures:
+    """``workers`` ``python -m course.fetch --queue`` processes share ``items`` at ``rate``; the last
+    is SIGKILLed once the server has seen a third of the items."""
+    server = start_redis()
+    api = start_mock_api(port=None, items=items)
+    control = MockAPIControl(api.url)
+    control.use({"latency": {"mean": latency, "jitter": 0.0}})
+    folder = Path(tempfile.mkdtemp(prefix="fleet-kill-"))
+    export = folder / "export.jsonl"
+    flags = [
+        "--rate", str(rate), "--workers", "8", "--shared-limit", server.url, "--limit-key", "kill",
+        "--queue", server.url, "--queue-name", "kill", "--claim-after", "2", "--quiet",
+    ]  # fmt: skip
+    base = [sys.executable, "-m", "course.fetch", api.url, *flags]
+    started = time.perf_counter()
+    try:
+        fleet = [subprocess.Popen([*base, "--export", "--out", str(export)], stderr=subprocess.DEVNULL)]
+        fleet += [subprocess.Popen(base, stderr=subprocess.DEVNULL) for _ in range(workers - 1)]
+        while control.stats()["requests"] < items // 3:
+            time.sleep(0.02)
+        fleet[-1].send_signal(signal.SIGKILL)
+        for process in fleet[:-1]:
+            if process.wait(600) != 0:
+                raise RuntimeError(f"a queue worker failed (exit {process.returncode})")
+        fleet[-1].wait()
+        seconds = time.perf_counter() - started
+        stats = control.stats(detail=True)
+        ids = [json.loads(line)["id"] for line in export.read_text().splitlines() if line.strip()]
+    finally:
+        api.stop()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    counts = Counter(ids)
+    return KillFigures(
+        items=items,
+        exported=len(ids),
+        lost=sum(1 for item in range(items) if counts[item] == 0),
+        duplicated=sum(1 for count in counts.values() if count > 1),
+        fetched_twice=sum(1 for count in stats["served"].values() if count > 1),
+        requests=stats["requests"],
+        seconds=seconds,
+    )
+
+
+# -- --rate auto: finding an unannounced limit, or reading it ------------------------------------------
+
+
+@dataclass(frozen=True)
+class AutoFigures:
+    """One ``--rate auto`` run against a strict limit, announced or not."""
+
+    headers: bool
+    limit: int
+    seconds_to_90: float | None  # from the first arrival until a second admitted 0.9 x the limit
+    refused_share: float
+    requests: int
+    seconds: float
+
+
+def seconds_to_reach(arrivals: list[float], statuses: list[str], rate: float, fraction: float = 0.9) -> float | None:
+    """Seconds from the first arrival until the admitted requests of the last second reach ``fraction * rate``."""
+    admitted = sorted(t for t, s in zip(arrivals, statuses, strict=True) if s == "200")
+    if not admitted:
+        return None
+    start, need = min(arrivals), math.ceil(fraction * rate)
+    for index in range(need - 1, len(admitted)):
+        if admitted[index] - admitted[index - need + 1] <= 1.0:
+            return admitted[index] - start
+    return None
+
+
+def run_auto(*, limit: int = 100, seconds: float = 10.0, headers: bool = False) -> AutoFigures:
+    """One ``python -m course.fetch --rate auto`` against a strict limit of ``limit``/s, with about
+    ``seconds`` of items (``limit * seconds`` of them)."""
+    items = int(limit * seconds)
+    api = start_mock_api(port=None, items=items)
+    control = MockAPIControl(api.url)
+    control.use({"rate_limit": {"requests": limit, "per": 1.0, "headers": headers}})
+    folder = Path(tempfile.mkdtemp(prefix="fleet-auto-"))
+    started = time.perf_counter()
+    try:
+        command = [sys.executable, "-m", "course.fetch", api.url, "--rate", "auto", "--quiet", "--out",
+                   str(folder / "out.jsonl")]  # fmt: skip
+        if subprocess.run(command, stderr=subprocess.DEVNULL, check=False, timeout=600).returncode != 0:
+            raise RuntimeError("the --rate auto run failed")
+        took = time.perf_counter() - started
+        stats = control.stats(detail=True)
+    finally:
+        api.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    refused = sum(1 for status in stats["statuses"] if status == "429")
+    return AutoFigures(
+        headers=headers,
+        limit=limit,
+        seconds_to_90=seconds_to_reach(stats["arrivals"], stats["statuses"], limit),
+        refused_share=refused / max(1, len(stats["statuses"])),
+        requests=len(stats["statuses"]),
+        seconds=took,
+    )
 
 
 def _report(results: list[Figures], rate: float) -> str:
@@ -200,7 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="in all, shared between the processes")
     parser.add_argument("--workers", type=int, default=16, help="concurrent workers per process")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--fleet-rate", type=float, default=1000, help="R of the fleet section (default 1000/s)")
+    parser.add_argument("--auto-seconds", type=float, default=10, help="length of each --rate auto run (default 10)")
+    parser.add_argument(
+        "--only-contenders", action="store_true", help="only the contenders' table (no fleet, kill, auto sections)"
+    )
+    parser.add_argument("--child", choices=ALL_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
     parser.add_argument("--api", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -217,6 +481,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(_report(results, args.rate))
     print(json.dumps([f.__dict__ for f in results]))
+    if args.only_contenders:
+        return 0
+    rows = run_fleet_table(processes=args.processes, rate=args.fleet_rate)
+    print()
+    print(_fleet_report(rows, args.fleet_rate))
+    shared_dead, split_dead = rows[3].figures.steady_rate, rows[4].figures.steady_rate
+    print(
+        f"a static split loses {1 - split_dead / args.fleet_rate:.0%} of R while one of {args.processes} is dead; "
+        f"the shared limit keeps {shared_dead / args.fleet_rate:.0%} of R"
+    )
+    kill = run_kill()
+    print()
+    print(
+        f"Queue, 3 workers, one killed with SIGKILL after a third: {kill.items} items, {kill.exported} exported, "
+        f"{kill.lost} lost, {kill.duplicated} duplicated in the output, {kill.fetched_twice} fetched twice at the "
+        f"server ({kill.requests} requests, {kill.seconds:.1f} s)"
+    )
+    print()
+    print(f"--rate auto against a strict limit of 100/s, runs of about {args.auto_seconds:g} s (not 30 s):")
+    autos = [run_auto(seconds=args.auto_seconds, headers=headers) for headers in (False, True)]
+    for auto in autos:
+        reach = "never" if auto.seconds_to_90 is None else f"{auto.seconds_to_90:.1f} s"
+        print(
+            f"  {'with RateLimit headers' if auto.headers else 'unannounced limit':<24} 0.9 of the limit after "
+            f"{reach:>7}; 429s {auto.refused_share:.1%} of {auto.requests} requests"
+        )
+    print(
+        json.dumps({"fleet": [asdict(row) for row in rows], "kill": asdict(kill), "auto": [asdict(a) for a in autos]})
+    )
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis_fixture import requires_redis
 
-from course.benchmarks.fleet import _figures, run_benchmark
+from course.benchmarks.fleet import _figures, run_benchmark, run_kill, seconds_to_reach
 
 
 def test_figures_of_even_arrivals() -> None:
@@ -24,3 +24,23 @@ def test_figures_of_even_arrivals() -> None:
 def test_two_processes_sharing_the_limit_get_no_429() -> None:
     (figures,) = run_benchmark(processes=2, rate=40, requests=80, workers=4, contenders=("shared",))
     assert figures.admitted == 80 and figures.refused == 0
+
+
+def test_seconds_to_reach_finds_the_first_second_at_ninety_percent() -> None:
+    # 5/s for the first 2 s, then 10/s: the first second holding 9 admitted ends at 2.6 s
+    slow = [i / 5 for i in range(10)]  # 0.0 .. 1.8
+    fast = [2.0 + i / 10 for i in range(20)]  # 2.0 .. 3.9
+    arrivals = [*slow, *fast]
+    statuses = ["200"] * len(arrivals)
+    reached = seconds_to_reach(arrivals, statuses, rate=10)
+    assert reached is not None and 2.0 < reached < 3.0
+    assert seconds_to_reach(slow, ["200"] * len(slow), rate=10) is None  # 5/s never reaches 9 in a second
+    assert seconds_to_reach(arrivals, ["429"] * len(arrivals), rate=10) is None  # refusals do not count
+
+
+@requires_redis
+@pytest.mark.slow
+def test_a_killed_queue_worker_loses_nothing_and_duplicates_nothing() -> None:
+    figures = run_kill(items=90, rate=60, latency=0.1)
+    assert figures.exported == 90 and figures.lost == 0 and figures.duplicated == 0
+    assert figures.requests >= 90
