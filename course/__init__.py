@@ -3,30 +3,47 @@
 Each lesson's idea lives in one module whose name says it:
 
 - ``course.servers``  start/reuse/stop the bundled servers from a notebook or test
+- ``course.mockapi_control`` the mock API's control routes (scenario, reset, stats)
 - ``course.checks``   exercises with ``check()``, ``hint()`` and ``solution()``
+- ``course.exercises`` one module of exercises per lesson; ``all_exercises()``
 - ``course.show``     display the package's own source in a notebook
-- ``course.exercises`` one module of exercises per lesson
+- ``course.coursemap`` the one-picture map of the course (lesson 00)
+- ``course.browser``  Debian's Chromium and its headless flags (Playwright)
 
 Lesson A (the Flask messaging app in ``server.messaging``):
 
-- ``course.notify``   poll / long-poll / SSE clients delivering one ``Notification``
-  to one callback; ``login`` and ``send_message`` through the app's real forms
-- ``course.lesson01_app``, ``course.lesson03_delivery``  the lessons' own helpers
+- ``course.notify``   poll / long-poll / SSE / WebSocket clients delivering one
+  ``Notification`` to one callback; ``login`` and ``send_message`` through the forms
+- ``course.delivery`` one measurement of delivery delays (lessons 03 and 09)
+- ``course.lesson01_app``, ``course.lesson03_delivery``, ``course.lesson09_load``
+  the lessons' own helpers
 
 The async client framework (lesson B), one idea per module:
 
 - ``course.limiters`` ``RateLimiter`` (even, absolute schedule) and ``Gate`` (pause everyone)
 - ``course.queues``   ``ThrottledQueue``: the lesson's throttled queue, written correctly
-- ``course.records``  ``Request``, ``Response``, ``Result``, ``Failure``
-- ``course.policies`` ``ErrorPolicy`` (429/503/5xx/errors -> decisions), ``RetryPolicy``
+- ``course.records``  ``Request``, ``Response``, ``Result``, ``Failure``, ``RunReport``
+- ``course.http``     ``send_request`` (one request, a bounded body) and ``new_session``
+- ``course.policies`` ``ErrorPolicy`` (429/503/5xx/errors -> decisions), ``RetryPolicy``,
+  ``parse_retry_after`` (seconds and HTTP-dates, capped)
 - ``course.client``   ``fetch_each``: one coroutine per request, throttler + tenacity
 - ``course.workers``  ``WorkerPool``: N workers on a bounded queue, ``url_for``
 - ``course.listing``  ``list_items``: the producer, following pages
-- ``course.pipeline`` ``Pipeline``: stages joined by queues, ``list_then_fetch``
+- ``course.pipeline`` ``Pipeline`` and ``run_stages``: stages joined by queues
 - ``course.stats``    ``Stats`` / ``StatsSnapshot``, request hooks (``LogHook``)
+- ``course.progress`` the progress bar of a run
+- ``course.timeline`` what the mock API saw, second by second (lessons 06 and 07)
 - ``course.compare``  the same workload through five clients, as a table
 - ``course.fetch``    the command line: ``python -m course.fetch BASE_URL --rate R``
-- ``course.bench``    the benchmark: ``python -m course.bench``
+
+Beyond one process (lesson 11; lesson 10's push gateway is ``server.push``):
+
+- ``course.redis_server`` a throwaway Redis for tests and notebooks
+- ``course.shared_limit`` ``SharedRateLimiter``: one budget for many processes (GCRA in Redis)
+- ``course.work_queue``   ``WorkQueue``: Redis Streams consumer groups, results stored once
+- ``course.aimd``         ``AimdLimiter``: find an unknown limit, or read ``RateLimit`` headers
+
+Benchmarks drive the servers from the outside: ``course.benchmarks`` (``make bench``).
 """
 
 __version__ = "0.1.0"

@@ -22,7 +22,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,8 +31,8 @@ from types import TracebackType
 from course.servers import (
     DEFAULT_HOST,
     ServerStartError,
-    _die_with_parent,
     _port_in_use,
+    _spawn,
     _tail,
     _terminate,
     free_port,
@@ -144,13 +143,7 @@ def _launch(host: str, port: int, timeout: float) -> RedisHandle:
         "--protected-mode", "yes",
     ]  # fmt: skip
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            cmd,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        process = _spawn(cmd, log_file)  # dies with this process, not with the starting thread
     handle = RedisHandle(host, port, process, folder, log_path, _cleanup=cleanup)
     deadline = time.monotonic() + timeout
     while True:

@@ -375,7 +375,7 @@ def _project_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
-def _spawn(cmd: list[str], log_file: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(cmd: list[str], log_file: IO[bytes], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the server process from a thread that lives as long as this process.
 
     Linux's parent-death signal (``_die_with_parent``) fires when the *thread*

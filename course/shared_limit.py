@@ -61,7 +61,7 @@ from redis.exceptions import RedisError
 
 from course.limiters import RateLimiter
 
-__all__ = ["SharedLimitError", "SharedRateLimiter"]
+__all__ = ["GCRA_SCRIPT", "SharedLimitError", "SharedRateLimiter"]
 
 log = logging.getLogger(__name__)
 

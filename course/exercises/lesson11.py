@@ -228,28 +228,12 @@ _REDIS_LOCK = threading.Lock()
 
 
 def _checker_redis_url() -> str:
-    """The URL of the checkers' Redis. It is started from a thread that lives as long as this
-    process: on Linux the server dies with the *thread* that started it, and a check's own
-    thread ends with the check."""
+    """The URL of the checkers' Redis (one per process, started on first use)."""
     from course.redis_server import start_redis
 
     with _REDIS_LOCK:
         if not _REDIS or not _REDIS[0].running:
-            ready = threading.Event()
-            failure: list[BaseException] = []
-
-            def keeper() -> None:
-                try:
-                    _REDIS[:] = [start_redis()]
-                except BaseException as error:  # handed to the caller below
-                    failure.append(error)
-                ready.set()
-                threading.Event().wait()  # keep this thread (and so the server) alive
-
-            threading.Thread(target=keeper, name="checker-redis", daemon=True).start()
-            ready.wait(30)
-            if failure:
-                raise failure[0]
+            _REDIS[:] = [start_redis()]  # course.servers keeps it alive past this checker thread
         url: str = _REDIS[0].url
     return url
 
