@@ -39,6 +39,7 @@ The async client framework (lesson B), one idea per module:
 Beyond one process (lesson 11; lesson 10's push gateway is ``server.push``):
 
 - ``course.redis_server`` a throwaway Redis for tests and notebooks
+- ``course.postgres_server`` a throwaway PostgreSQL for tests, benchmarks and lesson 10
 - ``course.shared_limit`` ``SharedRateLimiter``: one budget for many processes (GCRA in Redis)
 - ``course.work_queue``   ``WorkQueue``: Redis Streams consumer groups, results stored once
 - ``course.aimd``         ``AimdLimiter``: find an unknown limit, or read ``RateLimit`` headers

@@ -5,7 +5,7 @@ browser sends them), and a live server.
 Tests run on SQLite. A module or test marked
 ``@pytest.mark.databases("sqlite", "postgresql")`` runs once per database
 named: its ``app`` then sits on a new, empty database of a throwaway
-PostgreSQL server (one per test session, see ``postgresql_server``).
+PostgreSQL server (one per test session, see ``course.postgres_server``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from messaging_helpers import LIVE_CONFIG, FormClient, app_config
-from postgresql_server import PostgreSQLServer, start_postgresql
 
+from course.postgres_server import PostgreSQLServer, start_postgresql
 from course.servers import ServerHandle
 from server.messaging import create_app
 from server.messaging.extensions import db

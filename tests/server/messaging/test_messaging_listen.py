@@ -21,9 +21,9 @@ import pytest
 import requests
 from flask import Flask
 from messaging_helpers import LIVE_CONFIG, WebUser, user
-from postgresql_server import PostgreSQLServer
 from sqlalchemy import make_url
 
+from course.postgres_server import PostgreSQLServer
 from course.servers import ServerHandle
 from server.messaging.extensions import db
 from server.messaging.hub import (

@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
-import postgresql_server
 import pytest
 from messaging_helpers import LIVE_CONFIG, WebUser, user
-from postgresql_server import PostgreSQLNotFound, PostgreSQLServer
 from sqlalchemy import event, func, select, text
 
+import course.postgres_server as postgresql_server
+from course.postgres_server import PostgreSQLNotFound, PostgreSQLServer
 from course.servers import ServerHandle
 from server.messaging.extensions import db
 from server.messaging.inbox import mark_messages_read, send_message

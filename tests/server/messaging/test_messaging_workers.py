@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 from messaging_helpers import LIVE_CONFIG, WebUser, start_app_workers
-from postgresql_server import PostgreSQLServer
 
+from course.postgres_server import PostgreSQLServer
 from course.servers import ServerHandle
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -5,21 +5,15 @@ gateway processes on free ports."""
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-# postgresql_server.py lives with the messaging app's tests; reuse it.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "messaging"))
-
-from postgresql_server import PostgreSQLServer, start_postgresql
 from push_helpers import SECRET_KEY
 
+from course.postgres_server import PostgreSQLServer, start_postgresql
 from course.servers import FAST_HASH, ServerHandle, start_messaging_app, start_server
 
 StartGateway = Callable[..., ServerHandle]

@@ -1,4 +1,6 @@
-"""A throwaway PostgreSQL server for tests: initdb in a temp folder, pg_ctl start.
+"""A throwaway PostgreSQL server for tests, benchmarks and lesson 10: ``start_postgresql()``.
+
+initdb in a temp folder, then pg_ctl start.
 
 Debian's ``postgresql`` package (``make postgresql``) puts the server
 programs in ``/usr/lib/postgresql/<version>/bin``; ``PG_BINDIR`` overrides
@@ -6,7 +8,8 @@ where to look, and ``initdb`` on ``PATH`` is the last resort. The server
 listens on 127.0.0.1 at a free port and on a unix socket in its own folder,
 accepts only the user it was created with (password auth, a random
 password), and trades durability for speed (``fsync=off``): its data lives
-as long as the test session.
+as long as the test session (or the notebook's kernel: a server
+this process started and did not stop is stopped when it exits).
 
 PostgreSQL refuses to run as root, so when the tests run as root (CI) the
 programs run as the unprivileged ``postgres`` user (created by the Debian
@@ -15,6 +18,7 @@ package), which then owns the folder.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pwd
@@ -41,6 +45,10 @@ log = logging.getLogger(__name__)
 SERVICE_USER = "postgres"  # who runs the server when we are root
 SUPERUSER = "tests"  # the role initdb creates; the tests connect as it
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
+
+
+# Servers this process started; those still running are stopped at exit.
+_STARTED: list[PostgreSQLServer] = []
 
 
 class PostgreSQLNotFound(RuntimeError):
@@ -117,6 +125,8 @@ class PostgreSQLServer:
             )
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+            if self in _STARTED:
+                _STARTED.remove(self)
 
 
 def find_bindir() -> Path:
@@ -145,7 +155,7 @@ def start_postgresql(host: str = "127.0.0.1", attempts: int = 3) -> PostgreSQLSe
     """Create a cluster in a new temp folder and start it on a free port."""
     bindir = find_bindir()
     run_as = _service_user() if os.geteuid() == 0 else None
-    folder = Path(tempfile.mkdtemp(prefix="pytest-postgresql-"))
+    folder = Path(tempfile.mkdtemp(prefix="course-postgresql-"))
     try:
         password = secrets.token_urlsafe(16)
         (folder / "socket").mkdir()
@@ -198,6 +208,7 @@ def _start_on_a_free_port(
         except BaseException:
             server.stop()
             raise
+        _STARTED.append(server)
         return server
     raise PostgreSQLStartError(f"no attempt to start PostgreSQL was made (attempts={attempts})")
 
@@ -264,3 +275,12 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n--- server log ---\n" + "\n".join(path.read_text().splitlines()[-lines:])
     except OSError:
         return ""
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_STARTED):
+        try:
+            server.stop()
+        except Exception as exc:  # exiting anyway: say what was left behind
+            log.warning("could not stop PostgreSQL on port %d: %s", server.port, exc)
