@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab instructor lint test test-fast chromium postgresql redis lock bench learner clean
+.PHONY: help install lab instructor lint test test-fast chromium postgresql redis lock bench learner site clean
 
 help:
 	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00 (the learners' edition, learner/)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint   - ruff (lint) and mypy (types) only"
 	@echo "make bench  - the benchmarks (mock API server, messaging transports, client framework)"
 	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
+	@echo "make site  - the course website in build/site/ (from the committed outputs; offline; open build/site/index.html)"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -104,6 +105,14 @@ bench: $(STAMP)
 # The learners' copy of the lessons, to hand out: learner/ (not committed).
 learner: $(STAMP)
 	$(BIN)/python tools/nbtool.py learner --out learner
+
+# The course website in build/site/: the README, every lesson with its
+# committed outputs (nothing is executed), the references (docs/site.md).
+# Built afresh each time, warnings as errors, with no network needed.
+site: $(STAMP)
+	rm -rf build/site build/.site-doctrees
+	$(BIN)/python -m sphinx -b html -c docs -W --keep-going -q -d build/.site-doctrees . build/site
+	@echo "The site is in build/site/: open build/site/index.html"
 
 # Re-pin requirements.lock after changing pyproject.toml.
 lock: $(STAMP)
