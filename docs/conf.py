@@ -23,6 +23,8 @@ installed Python packages, and the two things that would load from a CDN
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 project = "From polling to rate-limited async clients"
@@ -48,9 +50,13 @@ exclude_patterns = [".venv", "build", "learner", "**/.ipynb_checkpoints"]
 
 # The lessons are read with their committed outputs, never executed.
 nb_execution_mode = "off"
-# Widgets (the progress bars) have no live kernel here: show their text
-# form instead of an empty placeholder, and do not load the widget manager's
-# scripts from a CDN.
+# Widgets (the progress bars) cannot run on a static page: the lessons are
+# read by site_widgets.read_notebook, which draws each widget as plain HTML
+# from the notebook's saved widget state (the finished bar); one it cannot
+# draw shows its text form rather than an empty placeholder. The widget
+# manager's scripts, which myst-nb would load from a CDN, are not used.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+nb_custom_formats = {".ipynb": "site_widgets.read_notebook"}
 nb_ipywidgets_js: dict[str, dict[str, str]] = {}
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 # A notebook's `text/markdown` output is shown as Markdown (the exercises'

@@ -6,23 +6,26 @@ with every proxy variable pointing at a closed local port so that anything
 that tries to download during the build fails. The built HTML is then read
 with ``html.parser``: every local link, script, stylesheet and image must
 name a built file (and an ``id`` on that page for a ``#fragment``), nothing
-may load from another host, and each lesson's page must show every image its
-notebook's committed outputs hold.
+may load from another host, each lesson's page must show every image its
+notebook's committed outputs hold, and its progress bars as they finished.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -32,6 +35,7 @@ for _module in ("sphinx", "myst_nb", "sphinx_book_theme"):
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 # Every proxy variable a downloader may read, pointing at port 9 (discard) on
 # this machine, where nothing listens: a download attempt fails at once.
@@ -68,6 +72,7 @@ class Page:
     references: list[Reference] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
     inline_code: list[str] = field(default_factory=list)
+    progress_bars: list[tuple[float, float]] = field(default_factory=list)
 
 
 class _PageParser(HTMLParser):
@@ -88,6 +93,8 @@ class _PageParser(HTMLParser):
             target = re.search(r"url=(.+)$", values.get("content", ""), flags=re.IGNORECASE)
             if target:
                 self.page.references.append(Reference(tag, "content", target.group(1).strip()))
+        if tag == "progress":
+            self.page.progress_bars.append((float(values.get("value") or 0), float(values.get("max") or 1)))
         if tag in ("script", "style") and "src" not in values:
             self._inline = ""
 
@@ -232,3 +239,83 @@ def test_lesson_page_shows_every_plot_of_its_notebook(notebook: Path, site: Path
     assert not missing, (
         f"{notebook.name}: {sum(missing.values())} of its {sum(expected.values())} image outputs are not on its page"
     )
+
+
+def _saved_progress_bars(notebook: Path) -> list[tuple[float, float]]:
+    """(value, max) of every progress bar in the notebook's widget outputs, from its saved widget state."""
+    content = json.loads(notebook.read_text(encoding="utf-8"))
+    models = content["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    models = models.get("state", {})
+    bars: list[tuple[float, float]] = []
+
+    def collect(model_id: str) -> None:
+        model = models.get(model_id.removeprefix("IPY_MODEL_"), {})
+        state = model.get("state", {})
+        if model.get("model_name") in ("FloatProgressModel", "IntProgressModel"):
+            low = state.get("min", 0)
+            bars.append((state.get("value", 0) - low, state.get("max", 100) - low))
+        for child in state.get("children", []):
+            collect(child)
+
+    for cell in content["cells"]:
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                collect(output["data"][WIDGET_VIEW]["model_id"])
+    return bars
+
+
+@pytest.mark.parametrize("notebook", LESSONS, ids=[path.stem for path in LESSONS])
+def test_lesson_page_shows_progress_bars_as_they_finished(notebook: Path, site: Path, pages: dict[Path, Page]) -> None:
+    """A widget progress bar is drawn from the notebook's saved widget state, not its first text form (0%)."""
+    page = pages[(site / "notebooks" / f"{notebook.stem}.html").resolve()]
+    missing = Counter(_saved_progress_bars(notebook)) - Counter(page.progress_bars)
+    assert not missing, f"{notebook.name}: progress bars (value, max) not drawn on its page: {sorted(missing)}"
+
+
+def _load_site_widgets() -> ModuleType:
+    """docs/site_widgets.py, the site's notebook reader (docs/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("site_widgets", ROOT / "docs" / "site_widgets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _notebook_with_widget(models: Mapping[str, object]) -> dict[str, object]:
+    output = {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {
+            "text/plain": "fetch:   0%|   | 0/4",
+            WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": "bar"},
+        },
+    }
+    cell = {
+        "id": "widget",
+        "cell_type": "code",
+        "metadata": {},
+        "source": "",
+        "execution_count": 1,
+        "outputs": [output],
+    }
+    state = {"application/vnd.jupyter.widget-state+json": {"state": models, "version_major": 2, "version_minor": 0}}
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {"widgets": state}, "cells": [cell]}
+
+
+def test_widgets_are_drawn_from_saved_state_and_undrawable_ones_keep_their_text() -> None:
+    site_widgets = _load_site_widgets()
+    models = {
+        "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_label", "IPY_MODEL_progress"]}},
+        "label": {"model_name": "HTMLModel", "state": {"value": "fetch: 100% &lt;done&gt;"}},
+        "progress": {"model_name": "IntProgressModel", "state": {"value": 5, "min": 1, "max": 5}},
+    }
+    drawn = site_widgets.read_notebook(json.dumps(_notebook_with_widget(models)))
+    data = drawn.cells[0].outputs[0].data
+    assert WIDGET_VIEW not in data
+    assert "fetch: 100% &lt;done&gt;" in data["text/html"]
+    assert '<progress value="4" max="4">' in data["text/html"]
+    assert "widgets" not in drawn.metadata, "the saved state would be embedded in the page for nothing"
+
+    for unknown in ({}, {**models, "progress": {"model_name": "SliderModel", "state": {}}}):
+        kept = site_widgets.read_notebook(json.dumps(_notebook_with_widget(unknown))).cells[0].outputs[0].data
+        assert WIDGET_VIEW in kept and "text/html" not in kept, "an undrawable widget should keep its text form"
