@@ -46,7 +46,7 @@ include_patterns = [
     "server/*/README.md",
     "docs/*.md",
 ]
-exclude_patterns = [".venv", "build", "learner", "**/.ipynb_checkpoints"]
+exclude_patterns = [".git", ".venv", "build", "learner", "**/node_modules", "**/.ipynb_checkpoints"]
 
 # The lessons are read with their committed outputs, never executed.
 nb_execution_mode = "off"
@@ -95,7 +95,9 @@ html_show_sourcelink = False
 html_last_updated_fmt = None
 
 # The navigation, added to the README's text as Sphinx reads it. Entries are
-# relative to the README, i.e. to the repository root.
+# relative to the README, i.e. to the repository root; the globs match
+# include_patterns, so every page read is in the navigation (a page that is
+# not would be a warning, and so an error).
 NAVIGATION = """
 
 ```{toctree}
@@ -109,12 +111,11 @@ notebooks/[0-9][0-9]_*
 ```{toctree}
 :hidden:
 :caption: Reference
+:glob:
 
 INSTRUCTORS
-server/mockapi/README
-server/messaging/README
-server/push/README
-docs/site
+server/*/README
+docs/*
 ```
 """
 
