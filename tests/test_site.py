@@ -30,9 +30,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-for _module in ("sphinx", "myst_nb", "sphinx_book_theme"):
-    pytest.importorskip(_module, reason="the site's tools: install the docs extra of pyproject.toml")
-
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
