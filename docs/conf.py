@@ -73,11 +73,7 @@ myst_enable_extensions = ["html_image"]
 # and tests/test_site.py's link check says so.
 mathjax_path = "mathjax-is-not-bundled.js"
 
-# Warnings are errors (-W), except:
-# - misc.highlighting_failure: server/mockapi/README.md shows the shape of a
-#   JSON answer with "..." where the lists go on; Pygments then falls back to
-#   relaxed highlighting, which is what that example wants.
-suppress_warnings = ["misc.highlighting_failure"]
+# Warnings are errors (-W): none is suppressed.
 
 html_theme = "sphinx_book_theme"
 html_title = project
