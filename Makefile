@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab instructor lint test test-fast chromium postgresql redis lock bench learner clean
+.PHONY: help install lab instructor lint test test-fast chromium postgresql redis lock bench learner slides clean
 
 help:
 	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00 (the learners' edition, learner/)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint   - ruff (lint) and mypy (types) only"
 	@echo "make bench  - the benchmarks (mock API server, messaging transports, client framework)"
 	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
+	@echo "make slides - one offline reveal.js deck per lesson in build/slides/ (from the committed outputs)"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -104,6 +105,13 @@ bench: $(STAMP)
 # The learners' copy of the lessons, to hand out: learner/ (not committed).
 learner: $(STAMP)
 	$(BIN)/python tools/nbtool.py learner --out learner
+
+# One reveal.js deck per lesson, build/slides/NN_name.slides.html (open
+# build/slides/index.html), from the committed outputs: nothing is executed and
+# nothing is downloaded (reveal.js is vendored in slides/vendor/reveal.js;
+# `python tools/slides.py vendor` refreshes it from npm at the pinned version).
+slides: $(STAMP)
+	$(BIN)/python tools/slides.py build --out build/slides
 
 # Re-pin requirements.lock after changing pyproject.toml.
 lock: $(STAMP)

@@ -7,23 +7,29 @@
     python tools/slides.py vendor                                         (needs npm)
 
 ``layout`` gives every cell of a lesson its ``slideshow.slide_type`` from the
-rules below plus the small override table ``OVERRIDES``, splitting markdown
-cells that are too tall for one slide at a paragraph break. It computes
-everything from the cells' content (never from the slide types already
-there), so running it again changes nothing; ``--check`` only reports the
-notebooks it would change (exit 1). The rules:
+rules below plus the small override table ``OVERRIDES``; it gives every
+heading a markdown cell of its own and splits a markdown cell too tall for
+one slide at a paragraph break (a lead-in ending in ``:`` stays with what it
+introduces). It computes everything from the cells' content (never from the
+slide types already there), so running it again changes nothing; ``--check``
+only lists the notebooks it would change (exit 1). The rules:
 
-- a ``# `` or ``## `` heading opens a slide, ``### `` a sub-slide: the title
-  cell is the lesson's first slide;
-- the setup cell (the first code cell; INSTRUCTORS.md has it run from the
-  slides) gets a short sub-slide of its own after the title;
-- a markdown cell that says ``Speaker notes`` in its first line is a
-  ``notes`` cell (reveal.js shows it in the speaker view, ``S``);
-- otherwise cells continue the slide they follow until their estimated
-  height (``estimate_height``: lines of text, code and output, images)
-  would pass ``SLIDE_BUDGET_PX``; then the cell opens a sub-slide. The deck's
-  CSS (slides/template/course_reveal/course_slides.css) caps a code cell's
-  input and output areas (they scroll), so one cell always fits.
+- a ``# `` or ``## `` heading opens a slide, ``### `` or ``**Exercise`` a
+  sub-slide: the title cell is the lesson's first slide;
+- the setup cell (the first code cell: INSTRUCTORS.md has it run from the
+  slides, so it is never ``skip``) is not on the title slide, and the cell
+  after it opens a sub-slide, so it sits on a short slide with at most the
+  text that introduces it;
+- a markdown cell whose first words are ``Speaker notes`` is a ``notes`` cell
+  (the speaker view, ``S`` in a deck);
+- otherwise a cell continues the slide it follows until the slide's
+  estimated height (``estimate_height``: text, code and output lines,
+  pictures; calibrated on the decks) would pass ``SLIDE_BUDGET_PX``; then it
+  opens a sub-slide. The decks' CSS (slides/template/course_reveal/
+  course_slides.css) caps a code cell's input and output areas (they scroll),
+  so one cell always fits;
+- the notebook's ``rise`` metadata (``RISE_SETTINGS``) makes jupyterlab-rise
+  scroll a slide that is still too tall and start a show at the title.
 
 ``build`` writes one deck per lesson, ``NN_name.slides.html``, from the
 committed outputs (nothing is executed), with nbconvert's slides exporter and
@@ -116,6 +122,12 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 IMAGE = re.compile(r"!\[|<img ")
 EXERCISE = re.compile(r"^\s*\*\*Exercise ")
 LIST_ITEM = re.compile(r"^([-*+]|\d+\.) ")
+
+
+#: jupyterlab-rise's settings for every lesson (notebook metadata ``rise``): a
+#: slide taller than the screen scrolls instead of being cut off, and a show
+#: starts at the title whichever cell is selected.
+RISE_SETTINGS = {"scroll": True, "start_slideshow_at": "beginning"}
 
 
 @dataclass(frozen=True)
@@ -327,6 +339,7 @@ def layout(nb: nbformat.NotebookNode, path: Path) -> None:
         if kind != "notes":
             previous = index
         cell.setdefault("metadata", {}).setdefault("slideshow", {})["slide_type"] = kind
+    nb.metadata.setdefault("rise", {}).update(RISE_SETTINGS)
 
 
 def layout_file(path: Path, *, check: bool = False) -> bool:
