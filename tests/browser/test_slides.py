@@ -7,6 +7,10 @@ with every request that is not ``file://`` refused: each state of each deck
 deck may ask the network for anything or log a console error. One browser
 measures all the decks (tools/slides.py measure).
 
+Then one lesson is presented the other way, live in jupyterlab-rise (a
+Jupyter server on a copy of notebooks/, with notebooks/rise.css), stepping
+through its slides with the keyboard: they must fit 1280x720 there too.
+
 The last two tests feed the same measuring code a deck that is known to be
 broken (a slide three screens tall; an image from the network), so a checker
 that passes everything would fail them.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -97,3 +102,102 @@ def test_the_measure_records_a_request_to_the_network(tmp_path: Path) -> None:
     )
     (report,) = slides.measure([_deck_of(tmp_path, [cell])])
     assert report.external_requests == ["https://example.invalid/picture.png"]
+
+
+# --------------------------------------------------------------------------
+# RISE: the same lesson presented live from JupyterLab (jupyterlab-rise)
+# --------------------------------------------------------------------------
+
+RISE_LESSON = "03_push_or_poll.ipynb"
+RISE_STATE_JS = """() => {
+  const all = Array.from(document.querySelectorAll('.reveal .slides section'));
+  const present = all.filter(s => s.classList.contains('present') && !s.querySelector('section.present'));
+  const s = present[present.length - 1];
+  if (!s) return null;
+  const title = (s.querySelector('h1, h2, h3, p, pre') || {textContent: ''}).textContent.trim().slice(0, 60);
+  return {key: all.indexOf(s) + '.' + s.querySelectorAll('.fragment.visible').length,
+          height: s.scrollHeight, width: s.scrollWidth, title: title};
+}"""
+
+
+@pytest.fixture(scope="module")
+def rise_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Jupyter server (with jupyterlab-rise) on a copy of notebooks/; the URL of RISE_LESSON's slideshow."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+    import uuid
+
+    from course.servers import free_port
+
+    root = tmp_path_factory.mktemp("rise")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    port, token = free_port(), uuid.uuid4().hex
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"jupyter server exited: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jupyter server did not answer: {(root / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield f"{base}/rise/notebooks/{RISE_LESSON}?token={token}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_rise_shows_every_slide_of_a_lesson_within_1280x720(rise_url: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    from course.browser import CHROMIUM, CHROMIUM_ARGS
+
+    notebook = ROOT / "notebooks" / RISE_LESSON
+    n_slides = sum(
+        1 for c in nbformat.read(notebook, as_version=4).cells
+        if c.metadata.get("slideshow", {}).get("slide_type") in ("slide", "subslide")
+    )
+    states: list[dict[str, object]] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": slides.WIDTH, "height": slides.HEIGHT})
+            page.goto(rise_url)
+            page.wait_for_selector(".reveal .slides section.present", timeout=90_000)
+            page.wait_for_function(f"({RISE_STATE_JS})() !== null")
+            page.keyboard.press("Escape")  # command mode: the keys drive the show
+            for _ in range(500):
+                state = page.evaluate(RISE_STATE_JS)
+                states.append(state)
+                page.keyboard.press("Space")
+                try:
+                    page.wait_for_function(
+                        f"(key) => {{ const s = ({RISE_STATE_JS})(); return s !== null && s.key !== key; }}",
+                        arg=state["key"], timeout=5_000,
+                    )
+                except PlaywrightTimeout:
+                    break  # the last slide: space changes nothing
+        finally:
+            browser.close()
+    assert len(states) >= n_slides, f"RISE stepped through {len(states)} of {n_slides} slides of {RISE_LESSON}"
+    too_big = [s for s in states if int(s["height"]) > slides.HEIGHT or int(s["width"]) > slides.WIDTH]
+    assert not too_big, f"{RISE_LESSON} in RISE: slides that do not fit 1280x720: {too_big}"
