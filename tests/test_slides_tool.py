@@ -120,3 +120,16 @@ def test_a_deck_loads_only_the_vendored_reveal_js():
     loaded = re.findall(r'<(?:script|link)[^>]*(?:src|href)="([^"]+)"', deck)
     assert loaded and all(url.startswith("reveal.js/") for url in loaded), loaded
     assert "require.js" not in deck and "mathjax" not in deck.lower() and "unpkg" not in deck
+
+
+def test_a_file_that_is_not_a_notebook_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("not json")
+    not_a_notebook = tmp_path / "list.ipynb"
+    not_a_notebook.write_text('{"cells": 3}')
+    for path in (bad, not_a_notebook, tmp_path / "missing.ipynb"):
+        for command in (["layout", str(path)], ["build", str(path), "--out", str(tmp_path / "out")]):
+            assert slides.main(command) == 2
+            error = capsys.readouterr().err
+            assert error.startswith("error: ") and error.count("\n") == 1 and str(path) in error
+    assert bad.read_text() == "not json"

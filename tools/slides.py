@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import html
 import itertools
-import json
 import math
 import re
 import shutil
@@ -342,10 +341,24 @@ def layout(nb: nbformat.NotebookNode, path: Path) -> None:
     nb.metadata.setdefault("rise", {}).update(RISE_SETTINGS)
 
 
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (nbformat 4), or SlidesError when it is missing or not a valid notebook."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except FileNotFoundError as exc:
+        raise SlidesError(f"{path}: no such file") from exc
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, nbformat.ValidationError) as exc:
+        # NotJSONError is a ValueError; a JSON document that is not a notebook fails validation
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SlidesError(f"{path}: not a notebook nbformat can read ({message})") from exc
+    return nb
+
+
 def layout_file(path: Path, *, check: bool = False) -> bool:
     """Lay out one notebook file; True when it changed (or, with ``check``, would change)."""
+    nb = read_notebook(path)
     before = path.read_text(encoding="utf-8")
-    nb = nbformat.read(path, as_version=4)
     layout(nb, path)
     nbformat.validate(nb)
     after = nbformat.writes(nb) + "\n"
@@ -422,7 +435,7 @@ def export_deck(notebook: Path, *, vendor_prefix: str = "reveal.js") -> str:
     """The reveal.js deck of one lesson as HTML (committed outputs; nothing runs)."""
     from nbconvert.exporters import SlidesExporter
 
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     freeze_widgets(nb)
     drop_test_markers(nb)
     exporter = SlidesExporter(
@@ -663,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             for error in report.console_errors:
                 print(f"  console error: {error}")
         return 1 if failures else 0
-    except (SlidesError, FileNotFoundError, nbformat.ValidationError, json.JSONDecodeError) as exc:
+    except (SlidesError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
