@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install lab instructor lint test test-fast chromium postgresql redis lock bench learner site clean
+.PHONY: help install lab instructor lint test test-fast chromium postgresql redis lock bench learner site slides clean
 
 help:
 	@echo "make lab    - set up (first time) and open JupyterLab at lesson 00 (the learners' edition, learner/)"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench  - the benchmarks (mock API server, messaging transports, client framework)"
 	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
 	@echo "make site  - the course website in build/site/ (from the committed outputs; offline; open build/site/index.html)"
+	@echo "make slides - one offline reveal.js deck per lesson in build/slides/ (from the committed outputs)"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -113,6 +114,13 @@ site: $(STAMP)
 	rm -rf build/site build/.site-doctrees
 	$(BIN)/python -m sphinx -b html -c docs -W --keep-going -q -d build/.site-doctrees . build/site
 	@echo "The site is in build/site/: open build/site/index.html"
+
+# One reveal.js deck per lesson, build/slides/NN_name.slides.html (open
+# build/slides/index.html), from the committed outputs: nothing is executed and
+# nothing is downloaded (reveal.js is vendored in slides/vendor/reveal.js;
+# `python tools/slides.py vendor` refreshes it from npm at the pinned version).
+slides: $(STAMP)
+	$(BIN)/python tools/slides.py build --out build/slides
 
 # Re-pin requirements.lock after changing pyproject.toml.
 lock: $(STAMP)

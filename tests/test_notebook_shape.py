@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import importlib.util
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
+
+
+def _slides_tool():
+    if "slides" in sys.modules:
+        return sys.modules["slides"]
+    spec = importlib.util.spec_from_file_location("slides", ROOT / "tools" / "slides.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["slides"] = module
+    spec.loader.exec_module(module)
+    return module
 IGNORE_MARKERS = ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION")
 
 
@@ -46,7 +61,15 @@ def test_opens_with_objectives_and_time_and_closes_with_a_link(notebook):
     path, nb = notebook
     first, last = nb.cells[0], nb.cells[-1]
     assert first.cell_type == "markdown" and first.source.lstrip().startswith("# ")
-    text = first.source.lower()
+    # the opening: the title cell and the markdown after it, up to the first code cell
+    # (tools/slides.py splits a title cell too tall for one slide at a paragraph)
+    opening = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            break
+        if cell.metadata.get("slideshow", {}).get("slide_type") != "notes":
+            opening.append(cell.source)
+    text = "\n\n".join(opening).lower()
     assert "objective" in text or "you will" in text, f"{path.name}: first cell states no objectives"
     assert "minutes" in text, f"{path.name}: first cell states no time needed"
     assert last.cell_type == "markdown" and ".ipynb" in last.source, f"{path.name}: last cell links nowhere"
@@ -74,3 +97,37 @@ def test_every_heading_opens_its_own_cell(notebook):
             elif number > 0 and not fenced and line.startswith(("# ", "## ", "### ")):
                 late.append((index, line))
     assert not late, f"{path.name}: headings in the middle of a cell: {late}"
+
+
+def _slide_type(cell) -> str:
+    return cell.metadata.get("slideshow", {}).get("slide_type", "")
+
+
+def test_slide_types_are_ones_reveal_knows(notebook):
+    path, nb = notebook
+    unknown = [(i, _slide_type(c)) for i, c in enumerate(nb.cells) if _slide_type(c) not in SLIDE_TYPES]
+    assert not unknown, f"{path.name}: unknown slide types {unknown}"
+
+
+def test_slide_layout_is_current(notebook):
+    # RISE shows the committed metadata: it must be what tools/slides.py lays out
+    # (the browser test checks that this layout fits 1280x720).
+    path, nb = notebook
+    laid_out = copy.deepcopy(nb)
+    _slides_tool().layout(laid_out, path)
+    before = [(c.cell_type, c.source, _slide_type(c)) for c in nb.cells]
+    after = [(c.cell_type, c.source, _slide_type(c)) for c in laid_out.cells]
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b]
+    assert before == after, (
+        f"{path.name}: run `python tools/slides.py layout notebooks/{path.name}` "
+        f"(cells {changed[:10]} differ; {len(before)} -> {len(after)} cells)"
+    )
+
+
+def test_first_slide_is_the_title_not_the_setup(notebook):
+    path, nb = notebook
+    shown = [c for c in nb.cells if _slide_type(c) not in ("notes", "skip")]
+    first_code = next(i for i, c in enumerate(shown) if c.cell_type == "code")
+    assert any(_slide_type(c) in ("slide", "subslide") for c in shown[1 : first_code + 1]), (
+        f"{path.name}: the first code cell (the setup) is on the title slide"
+    )

@@ -6,10 +6,10 @@
 
 ``run`` executes each notebook with its directory as the working directory
 (as nbval and JupyterLab do), stops at the first error (and saves nothing),
-gives every cell slide metadata (keeping what an author set: a markdown cell
-that starts with ``# `` or ``## `` opens a slide, ``### `` a sub-slide, other
-cells continue the slide), and removes per-run metadata such as execution
-timings, so a re-run only changes what really changed.
+lays the cells out as slides that fit a 1280x720 screen (``tools/slides.py
+layout``: the rules and the per-lesson overrides live there), and removes
+per-run metadata such as execution timings, so a re-run only changes what
+really changed.
 
 ``learner`` writes the learners' copy of every lesson (``make learner``):
 the same cells with every output cleared and every ``.solution()`` call
@@ -27,12 +27,13 @@ with ``jupytext --update --to ipynb``.
 from __future__ import annotations
 
 import argparse
-import itertools
+import importlib.util
 import re
 import shutil
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import nbformat
 from nbclient import NotebookClient
@@ -42,54 +43,24 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def slide_type_for(cell: nbformat.NotebookNode) -> str:
-    if cell.cell_type == "markdown":
-        first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
-        if first.startswith(("# ", "## ")):
-            return "slide"
-        if first.startswith("### "):
-            return "subslide"
-    return "-"
+def _slides_tool() -> ModuleType:
+    """tools/slides.py, the home of the slide layout (loaded by path: tools/ is not a package)."""
+    if "slides" in sys.modules:
+        return sys.modules["slides"]
+    spec = importlib.util.spec_from_file_location("slides", Path(__file__).with_name("slides.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError("tools/slides.py is missing: restore it from git")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["slides"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-HEADING = re.compile(r"^#{1,3} ")
-FENCE = re.compile(r"^\s*(```|~~~)")
-
-
-def heading_starts(source: str) -> list[int]:
-    """Line numbers (after the first line) where a ``#``-``###`` heading starts, outside code fences."""
-    starts, fenced = [], False
-    for number, line in enumerate(source.split("\n")):
-        if FENCE.match(line):
-            fenced = not fenced
-        elif not fenced and number > 0 and HEADING.match(line):
-            starts.append(number)
-    return starts
-
-
-def split_at_headings(nb: nbformat.NotebookNode) -> None:
-    """Give every heading a markdown cell of its own, so that it can open a slide."""
-    cells = []
+def tidy(nb: nbformat.NotebookNode, path: Path) -> None:
+    """Slide metadata from tools/slides.py's layout, and no per-run metadata (execution timings)."""
+    _slides_tool().layout(nb, path)
     for cell in nb.cells:
-        starts = heading_starts(cell.source) if cell.cell_type == "markdown" else []
-        if not starts:
-            cells.append(cell)
-            continue
-        lines = cell.source.split("\n")
-        bounds = [0, *starts, len(lines)]
-        pieces = ["\n".join(lines[a:b]).strip("\n") for a, b in itertools.pairwise(bounds)]
-        cell.source = pieces[0]
-        cells.append(cell)
-        cells.extend(nbformat.v4.new_markdown_cell(piece) for piece in pieces[1:] if piece)
-    nb.cells = cells
-
-
-def tidy(nb: nbformat.NotebookNode) -> None:
-    split_at_headings(nb)
-    for cell in nb.cells:
-        meta = cell.setdefault("metadata", {})
-        meta.pop("execution", None)
-        meta.setdefault("slideshow", {}).setdefault("slide_type", slide_type_for(cell))
+        cell.setdefault("metadata", {}).pop("execution", None)
     nb.metadata.setdefault("kernelspec", {
         "display_name": "Python 3 (ipykernel)",
         "language": "python",
@@ -108,7 +79,7 @@ def run(path: Path, timeout: int) -> float:
     )
     started = time.monotonic()
     client.execute()
-    tidy(nb)
+    tidy(nb, path)
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return time.monotonic() - started
