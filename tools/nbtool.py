@@ -3,6 +3,7 @@
     python tools/nbtool.py run notebooks/00_start_here.ipynb [more.ipynb ...]
     python tools/nbtool.py run --all
     python tools/nbtool.py learner [--out learner]
+    python tools/nbtool.py colab-cell --repository URL notebooks/*.ipynb
 
 ``run`` executes each notebook with its directory as the working directory
 (as nbval and JupyterLab do), stops at the first error (and saves nothing),
@@ -23,6 +24,12 @@ commented out, so the reference answers stay hidden until a learner asks
 for them. The folder sits next to ``notebooks/`` so the lessons' links
 (``../README.md``, the next lesson) still work. Hand it out; keep
 ``notebooks/`` (solutions run, outputs committed) for presenting.
+
+``colab-cell`` puts (or refreshes) the Google Colab install cell after each
+lesson's title: on Colab it clones the course from ``--repository`` and runs
+``tools/colab_install.py`` (the lessons' runtime dependencies, Colab's own
+Jupyter left as it is); anywhere else it does nothing and prints nothing.
+Running it again changes nothing.
 
 Authoring tip: write a lesson as a jupytext "percent" script and convert it
 with ``jupytext --to ipynb lesson.py``, then ``run`` it; to edit an existing
@@ -278,6 +285,45 @@ def write_learner_copies(out: Path, *, keep_existing: bool = False) -> list[Path
     return written
 
 
+COLAB_CELL_ID = "colab-setup"
+#: Where the course is cloned on Colab (Colab's working folder is /content).
+COLAB_FOLDER = "/content/async-notify-course"
+COLAB_CELL = """\
+# Google Colab only (elsewhere this cell does nothing): fetch the course and install what the
+# lessons import, keeping Colab's own Jupyter (ipykernel, jupyter-server) as it is. About a minute.
+import os, subprocess, sys
+if "COLAB_RELEASE_TAG" in os.environ:
+    if not os.path.isdir("{folder}"):
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "{repository}", "{folder}"], check=True)
+        subprocess.run([sys.executable, "{folder}/tools/colab_install.py"], check=True)
+    sys.path.insert(0, "{folder}")
+    os.chdir("{folder}/notebooks")"""
+
+
+def colab_cell(repository: str) -> nbformat.NotebookNode:
+    """The install cell for Colab: a no-op (no output) anywhere else; skipped in slides."""
+    if not re.fullmatch(r"(https://|git@)[\w.@:/~+-]+", repository):
+        raise ValueError(f"--repository must be the course's git URL (https://... or git@...), not {repository!r}")
+    cell = nbformat.v4.new_code_cell(COLAB_CELL.format(repository=repository, folder=COLAB_FOLDER))
+    cell.id = COLAB_CELL_ID
+    cell.metadata = {"slideshow": {"slide_type": "skip"}, "tags": [COLAB_CELL_ID]}
+    return cell
+
+
+def add_colab_cell(nb: nbformat.NotebookNode, repository: str) -> bool:
+    """Put the Colab cell after the lesson's title (or refresh the one there); True if ``nb`` changed."""
+    cell = colab_cell(repository)
+    for index, existing in enumerate(nb.cells):
+        if existing.get("id") == COLAB_CELL_ID or COLAB_CELL_ID in existing.get("metadata", {}).get("tags", []):
+            if existing.source == cell.source and existing.metadata == cell.metadata and not existing.outputs:
+                return False
+            nb.cells[index] = cell
+            return True
+    title = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+    nb.cells.insert(title, cell)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,8 +336,24 @@ def main(argv: list[str] | None = None) -> int:
     learner_p.add_argument(
         "--keep-existing", action="store_true", help="only add missing lessons; never overwrite a learner's work"
     )
+    colab_p = sub.add_parser("colab-cell", help="add (or refresh) the Google Colab install cell")
+    colab_p.add_argument("notebooks", nargs="+", type=Path)
+    colab_p.add_argument("--repository", required=True, help="the course's git URL, which Colab clones")
     args = parser.parse_args(argv)
 
+    if args.command == "colab-cell":
+        try:
+            colab_cell(args.repository)
+        except ValueError as exc:
+            parser.error(str(exc))
+        for path in args.notebooks:
+            nb = nbformat.read(path, as_version=4)
+            changed = add_colab_cell(nb, args.repository)
+            if changed:
+                nbformat.validate(nb)
+                write_notebook(nb, path)
+            print(f"{path}: {'Colab cell written' if changed else 'already has the Colab cell'}")
+        return 0
     if args.command == "learner":
         written = write_learner_copies(args.out, keep_existing=args.keep_existing)
         print(f"{len(written)} lessons written to {args.out}")
