@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -145,3 +146,26 @@ def test_licences_cover_code_and_lesson_text(pyproject):
     assert "Definitions." in content and "Interpretation." in content  # the whole legal code, first to last section
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "LICENSE-CONTENT" in readme and "CC BY 4.0" in readme and "](LICENSE)" in readme
+
+
+def test_messaging_readme_documents_how_a_browser_picks_its_transport(tmp_path):
+    from server.messaging import TRANSPORTS, create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'm.db'}", "SECRET_KEY": "test"})
+    readme = (ROOT / "server" / "messaging" / "README.md").read_text(encoding="utf-8")
+    assert "?transport=" in readme and "?transport=default" in readme
+    assert all(f"| `{transport}`" in readme for transport in TRANSPORTS)
+    interval_ms = app.config["NOTIFY_POLL_INTERVAL_MS"]
+    assert f"**{interval_ms // 1000} s** by default (`NOTIFY_POLL_INTERVAL_MS={interval_ms}`)" in readme
+
+
+def test_binder_installs_the_lock_and_a_pinned_proxy():
+    requirements = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+    assert "-r ../requirements.lock" in requirements
+    proxy = [line for line in requirements if line.startswith("jupyter-server-proxy")]
+    assert proxy and re.fullmatch(r"jupyter-server-proxy==[\d.]+", proxy[0]), "pin jupyter-server-proxy exactly"
+    locked_for = re.search(r"--python-version (\S+)", (ROOT / "Makefile").read_text())
+    assert locked_for and (ROOT / "binder" / "runtime.txt").read_text().strip() == f"python-{locked_for[1]}"
+    post_build = ROOT / "binder" / "postBuild"
+    assert os.access(post_build, os.X_OK), "binder/postBuild must be executable"
+    assert "--no-deps -e ." in post_build.read_text()
