@@ -29,6 +29,7 @@ import nbformat
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
+from course.browser import CHROMIUM, CHROMIUM_ARGS
 from course.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +135,7 @@ def test_the_text_of_a_finished_or_stopped_bar_comes_from_its_saved_widget(tmp_p
     assert "without encryption" not in capfd.readouterr().err
 
 
-# -- a real JupyterLab save: the Jupyter server's contents API, the browser's JSON --------
+# -- a real JupyterLab save: its server's contents API and the browser's JSON; then JupyterLab itself --------
 
 
 @dataclass
@@ -143,9 +144,9 @@ class JupyterServer:
     token: str
     root: Path
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+    def request(self, method: str, path: str, body: bytes | None = None, api: str = "contents") -> bytes:
         request = urllib.request.Request(
-            f"{self.url}/api/contents/{path}",
+            f"{self.url}/api/{api}/{path}",
             data=body,
             method=method,
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
@@ -166,9 +167,10 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
     }
     command = [
-        sys.executable, "-m", "jupyter_server", "--no-browser", "--ServerApp.ip=127.0.0.1",
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
         f"--IdentityProvider.token={token}", "--NotebookNotary.db_file=:memory:",
+        "--MappingKernelManager.transport_encryption=auto",
     ]  # fmt: skip
     if os.getuid() == 0:
         command.append("--allow-root")
@@ -235,6 +237,44 @@ def test_a_save_in_jupyterlab_changes_no_byte_of_what_nbtool_writes(jupyter_serv
 
     save_as_jupyterlab_does(jupyter_server, name)
 
+    saved = path.read_bytes()
+    assert saved == written, f"JupyterLab's save rewrote {name} ({len(written)} -> {len(saved)} bytes)"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: `make chromium` installs it")
+@pytest.mark.parametrize("name", [path.name for path in LESSONS])
+async def test_opening_and_saving_a_lesson_in_jupyterlab_changes_no_byte(jupyter_server, name):
+    """JupyterLab in headless Chromium opens the lesson (its kernel starts), Ctrl+S saves it: same bytes.
+
+    (jupyterlab-rise saves the notebook the same way before it presents it.)
+    """
+    from playwright.async_api import async_playwright
+
+    path = jupyter_server.root / f"lab-{name}"
+    nbtool.write_notebook(nbformat.read(ROOT / "notebooks" / name, as_version=4), path)
+    written, modified = path.read_bytes(), path.stat().st_mtime_ns
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 720})
+            workspace = f"{jupyter_server.url}/lab/workspaces/{path.stem}/tree/{path.name}"  # only this notebook open
+            await page.goto(f"{workspace}?reset&token={jupyter_server.token}", timeout=120_000)
+            await page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            await page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            await page.click(".jp-Notebook .jp-Cell >> nth=0")
+            await page.keyboard.press("Control+s")
+            for _ in range(300):
+                if path.stat().st_mtime_ns != modified:
+                    break
+                await page.wait_for_timeout(100)
+            await page.wait_for_timeout(500)  # the write is atomic, but let it finish
+        finally:
+            await browser.close()
+            for session in json.loads(jupyter_server.request("GET", "", api="sessions")):
+                jupyter_server.request("DELETE", session["id"], api="sessions")
+    assert path.stat().st_mtime_ns != modified, "JupyterLab did not save the notebook"
     saved = path.read_bytes()
     assert saved == written, f"JupyterLab's save rewrote {name} ({len(written)} -> {len(saved)} bytes)"
 
