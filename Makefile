@@ -74,9 +74,11 @@ redis:
 # lessons that are missing and never overwrites one, which may hold your
 # work); `make instructor` opens notebooks/ (committed outputs; every
 # exercise's hint() and solution() ready to call). As root (a container)
-# Jupyter needs --allow-root.
+# Jupyter needs --allow-root. Kernels get CurveZMQ keys (transport_encryption):
+# without them ipykernel warns at every start that it runs over plain TCP.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
-LAB = $(BIN)/jupyter lab $(LAB_ROOT_FLAG) --ServerApp.root_dir=. --ServerApp.ip=127.0.0.1
+LAB = $(BIN)/jupyter lab $(LAB_ROOT_FLAG) --ServerApp.root_dir=. --ServerApp.ip=127.0.0.1 \
+	--MappingKernelManager.transport_encryption=auto
 
 lab: $(STAMP)
 	$(BIN)/python tools/nbtool.py learner --out learner --keep-existing

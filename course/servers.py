@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from course.mockapi_control import ControlError, MockAPIControl
 
@@ -45,6 +46,7 @@ __all__ = [
     "ServerHandle",
     "ServerStartError",
     "free_port",
+    "proxied_url",
     "start_messaging_app",
     "start_mock_api",
     "start_server",
@@ -56,8 +58,10 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 # The lesson's ports. An environment variable moves them, e.g. when two
 # courses (or two maintainers executing notebooks) share one machine.
-MOCK_API_PORT = int(os.environ.get("COURSE_MOCK_API_PORT", "8080"))
-MESSAGING_PORT = int(os.environ.get("COURSE_MESSAGING_PORT", "5000"))
+MOCK_API_PORT_VARIABLE = "COURSE_MOCK_API_PORT"
+MESSAGING_PORT_VARIABLE = "COURSE_MESSAGING_PORT"
+MOCK_API_PORT = int(os.environ.get(MOCK_API_PORT_VARIABLE, "8080"))
+MESSAGING_PORT = int(os.environ.get(MESSAGING_PORT_VARIABLE, "5000"))
 
 #: A cheap password hash for the messaging app's simulated users (its
 #: ``PASSWORD_HASH_METHOD`` setting): the default, scrypt, costs ~50 ms a
@@ -85,7 +89,15 @@ class ServerHandle:
 
     @property
     def url(self) -> str:
+        """Where code in this machine (the kernel, the tests) reaches the server."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def browser_url(self) -> str:
+        """Where a person opens the server in a browser: ``url``, or on Binder / a JupyterHub the
+        path through the Jupyter server's proxy (jupyter-server-proxy), since 127.0.0.1 there is the
+        container's, not the learner's machine. Print this one; send requests to ``url``."""
+        return proxied_url(self.port) or self.url
 
     @property
     def owned(self) -> bool:
@@ -123,6 +135,26 @@ class ServerHandle:
 _REGISTRY: dict[tuple[str, int], ServerHandle] = {}
 
 
+def proxied_url(port: int, environ: Mapping[str, str] | None = None) -> str | None:
+    """The browser's way to ``port`` through jupyter-server-proxy when Jupyter runs under a
+    JupyterHub (Binder is one), else None.
+
+    JupyterHub gives the single-user server (and so each kernel) its URL prefix in
+    ``JUPYTERHUB_SERVICE_PREFIX``, e.g. ``/user/alice/``; the proxy serves
+    ``<prefix>proxy/<port>/``. With ``JUPYTERHUB_PUBLIC_URL`` (or ``JUPYTERHUB_HOST``)
+    set the URL is absolute; otherwise it is a path on the site that serves JupyterLab.
+    """
+    environ = os.environ if environ is None else environ
+    prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "").strip()
+    if not prefix:
+        return None
+    path = "/" + prefix.strip("/") + f"/proxy/{port}/"
+    site = urlsplit((environ.get("JUPYTERHUB_PUBLIC_URL") or environ.get("JUPYTERHUB_HOST") or "").strip())
+    if site.scheme in ("http", "https") and site.netloc:  # the prefix already holds the hub's base path
+        return f"{site.scheme}://{site.netloc}{path}"
+    return path
+
+
 def free_port(host: str = DEFAULT_HOST) -> int:
     """A TCP port that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -141,13 +173,15 @@ def start_server(
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     reuse: bool = True,
+    port_variable: str | None = None,
 ) -> ServerHandle:
     """Run ``python -m module --host host --port port *args`` and wait for it.
 
     ``identify(url)`` returns the server's self-description (a dict) when the
     right kind of server answers at ``url``, else None. It decides both when a
     new server is ready and whether an existing one can be reused.
-    ``port=None`` picks a free port.
+    ``port=None`` picks a free port. ``port_variable`` names the environment
+    variable that moves this server's default port (said when the port is taken).
     """
     if port is not None:
         known = _REGISTRY.get((host, port))
@@ -161,7 +195,7 @@ def start_server(
         if _port_in_use(host, port):
             raise ServerStartError(
                 f"Port {port} on {host} is taken by something that is not a {name}. "
-                f"Stop that program, or pass port=None to use a free port."
+                f"Stop that program, or {_move_port_advice(port_variable, port)}"
             )
 
     attempts = 3 if port is None else 1
@@ -223,6 +257,16 @@ def _launch(
         time.sleep(0.05)
 
 
+def _move_port_advice(port_variable: str | None, port: int) -> str:
+    """How to get out of the way of a program on ``port``: another port, by variable or by argument."""
+    if port_variable is None:
+        return "pass port=None to use a free port."
+    return (
+        f"give the course another port: set the environment variable {port_variable} "
+        f"(e.g. {port_variable}={port + 1} make lab) and restart the kernel, or pass port=None to use a free port."
+    )
+
+
 def stop_all() -> None:
     """Stop every server this process started (runs at exit by itself)."""
     for handle in list(_REGISTRY.values()):
@@ -275,12 +319,14 @@ def start_mock_api(
         identify=_json_identity("/_info", "mockapi"),
         timeout=timeout,
         reuse=reuse,
+        port_variable=MOCK_API_PORT_VARIABLE if port == MOCK_API_PORT else None,
     )
     if handle.info.get("items") != items or handle.info.get("seed") != seed:
         raise ServerStartError(
             f"The mock API at {handle.url} serves items={handle.info.get('items')}, "
             f"seed={handle.info.get('seed')}, not items={items}, seed={seed}. "
-            f"Stop it (or restart the kernel that started it), or pass port=None."
+            f"Stop it (or restart the kernel that started it), or "
+            f"{_move_port_advice(MOCK_API_PORT_VARIABLE if port == MOCK_API_PORT else None, handle.port)}"
         )
     # Always, even for a server this process just started or started earlier
     # (a registry hit): the scenario clock starts now and the counters are empty.
@@ -331,6 +377,7 @@ def start_messaging_app(
         env=env,
         timeout=timeout,
         reuse=reuse,
+        port_variable=MESSAGING_PORT_VARIABLE if port == MESSAGING_PORT else None,
     )
 
 
