@@ -154,8 +154,14 @@ def test_the_policy_shows_the_limiter_accepted_and_refused_answers() -> None:
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"start": 0}, "start"), ({"decrease": 1}, "decrease"), ({"window": 0}, "window"), ({"increase": -1}, "increase"),
-     ({"settle": 0}, "settle"), ({"settle": 1.5}, "settle")],
+    [
+        ({"start": 0}, "start"),
+        ({"decrease": 1}, "decrease"),
+        ({"window": 0}, "window"),
+        ({"increase": -1}, "increase"),
+        ({"settle": 0}, "settle"),
+        ({"settle": 1.5}, "settle"),
+    ],
 )
 def test_bad_arguments_are_refused(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
