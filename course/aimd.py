@@ -226,6 +226,8 @@ class AimdLimiter(RateLimiter):
 
     def slow_down(self, factor: float | None = None) -> None:
         """A 429: note the ceiling and cut the pace to ``decrease`` (or ``factor``) times it, once per window."""
+        if factor is not None and not 0 < factor < 1:
+            raise ValueError(f"slow_down factor is in (0, 1), got {factor}")
         now = self._now()
         if self.announced is not None:
             return  # the headers set the pace; a 429 then is someone else's (Retry-After handles it)

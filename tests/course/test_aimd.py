@@ -130,6 +130,8 @@ async def test_a_cut_by_a_given_factor_and_a_given_probe_step() -> None:
     clock.now = 2.5
     await limiter.acquire()  # at settle x ceiling already: the given step
     assert limiter.pace == pytest.approx(22)
+    with pytest.raises(ValueError, match="factor"):
+        limiter.slow_down(1.5)  # a "cut" that raises the pace is refused
 
 
 async def test_an_announced_limit_sets_the_pace_and_the_window_count() -> None:
