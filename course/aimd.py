@@ -1,25 +1,30 @@
 """A client that finds the limit by itself: ``AimdLimiter`` and ``aimd_policy``.
 
 When nobody tells the client the API's limit, it can find it the way TCP
-finds a network's capacity:
+finds a network's capacity, and remember what it found:
 
 1. **slow start** -- begin low (``start`` requests/s) and double the pace
-   every ``window`` seconds until the first refusal (a 429). Then the pace
-   was too high by up to half: it drops to what the server *accepted* in
-   the last window (a strict server admits its limit and refuses the rest,
-   so that count is the limit's best estimate), times ``decrease``, and
-   never below half the pace;
-2. **additive increase** -- from then on, raise the pace by ``increase``
-   requests/s each window without a refusal;
-3. **multiplicative decrease** -- on a 429, multiply the pace by
-   ``decrease``, ONCE per window: the refusals of the requests already on
-   their way when the pace was cut say nothing new, and cutting for each of
-   them would crash the pace to the floor.
+   every ``window`` seconds (a little at each request) until the first
+   refusal (a 429);
+2. **multiplicative decrease** -- on a 429, note the **ceiling**: how many
+   answers the server accepted in the last window (a strict server admits
+   its limit and refuses the rest, so that count is the limit's best
+   estimate). Cut the pace to ``decrease`` times the lower of the pace and
+   the ceiling. At most ONE cut per window: the refusals of requests
+   already on their way when the pace was cut say nothing new;
+3. **settle** -- after a window with no refusal, a pace under ``settle``
+   times the remembered ceiling goes straight back there (just under the
+   limit, where the client spends most of its time);
+4. **additive increase** -- above that, each window with no refusal adds a
+   small step (``increase``, by default 1 % of the ceiling): a slow probe,
+   so that a limit that was raised is found again, at the price of one
+   refusal or two each time the probe reaches the old one.
 
-The pace saws between ``decrease`` times the limit and the limit; with the
-default 0.9 the client gets about 95 % of it (a refused request is retried,
-not lost: the server admits up to its limit even while the client asks for
-more).
+The pace stays between ``settle`` and 1 times the limit nearly all the time
+(the default 0.95 leaves a margin for requests that arrive bunched on a busy
+machine), and is refused a few times each time the probe reaches the
+limit, some seconds apart. A refused request waits for its ``Retry-After``
+and is retried, not lost.
 
 When the server *announces* its limit in the IETF httpapi draft's headers
 (``RateLimit-Policy: "default";q=100;w=1`` -- a quota ``q`` per window of
@@ -58,6 +63,10 @@ log = logging.getLogger(__name__)
 
 #: A pace no higher than this is ever tried (requests per second).
 MAX_RATE = 100_000.0
+
+#: Lateness of a slot made up by the next ones (seconds): a late timer on a busy machine costs no
+#: pace, and the burst that makes it up is at most ``CATCH_UP * pace`` requests.
+CATCH_UP = 0.02
 
 
 @dataclass(frozen=True)
@@ -116,10 +125,12 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> AnnouncedLimit | Non
 class AimdLimiter(RateLimiter):
     """A pace found by additive increase / multiplicative decrease, or read from the server's headers.
 
-    ``start`` is the first pace (requests/s); ``increase`` the additive step
-    per ``window`` (default: 2.5 % of the accepted rate at the first refusal);
-    ``decrease`` the factor applied on a 429, at most once per ``window``.
-    ``margin`` keeps an announced pace under the announced quota.
+    ``start`` is the first pace (requests/s). On a 429, at most once per
+    ``window``, the pace is cut to ``decrease`` times the lower of itself and
+    the ceiling (the answers accepted in the last window, per second). After
+    a window with no 429 it goes back up to ``settle`` times the ceiling if it
+    is under that, and otherwise adds ``increase`` (default: 1 % of the
+    ceiling). ``margin`` keeps an announced pace under the announced quota.
     """
 
     def __init__(
@@ -128,6 +139,7 @@ class AimdLimiter(RateLimiter):
         *,
         increase: float | None = None,
         decrease: float = 0.9,
+        settle: float = 0.95,
         window: float = 1.0,
         margin: float = 0.02,
         max_rate: float = MAX_RATE,
@@ -139,6 +151,8 @@ class AimdLimiter(RateLimiter):
             raise ValueError(f"increase is a pace step in requests/s > 0, got {increase}")
         if not 0 < decrease < 1:
             raise ValueError(f"decrease is a factor in (0, 1), got {decrease}")
+        if not 0 < settle <= 1:
+            raise ValueError(f"settle is a fraction of the ceiling in (0, 1], got {settle}")
         if not (math.isfinite(window) and window > 0):
             raise ValueError(f"window is a number of seconds > 0, got {window}")
         super().__init__(start, 1.0, margin=0.0, clock=clock)
@@ -150,14 +164,18 @@ class AimdLimiter(RateLimiter):
         self._limit = 2**62
         self.increase = increase
         self.decrease = decrease
+        self.settle = settle
         self.window = window
         self.announced_margin = margin
         self.max_rate = max_rate
         self.pace = start
         self.slow_start = True
+        self.ceiling: float | None = None  # answers/s the server accepted when it last refused
         self.announced: AnnouncedLimit | None = None
         self.cuts = 0
         self._changed = -math.inf  # when the pace last changed (-inf: not yet used)
+        self._last_cut = -math.inf  # when the pace was last cut (a 429)
+        self._last_refused = -math.inf  # when the last 429 came back
         self._hold_until = 0.0
         self._accepted: deque[float] = deque()  # when each answer of the last window was accepted
         self._last_slot = -math.inf
@@ -168,6 +186,20 @@ class AimdLimiter(RateLimiter):
     def _set_pace(self, pace: float, now: float) -> None:
         self.pace = min(self.max_rate, max(pace, 0.1))
         self._changed = now
+
+    def _grow(self, now: float) -> None:
+        """Raise the pace if it has held, with no 429, long enough: the increase rules of the module doc."""
+        if self.slow_start:  # doubling every window, a little at each request (idle time does not count)
+            if now > self._changed:
+                self._set_pace(self.pace * 2 ** (min(now - self._changed, self.window / 4) / self.window), now)
+            return
+        if now - max(self._changed, self._last_refused) < self.window:
+            return
+        ceiling = self.ceiling or self.pace
+        if self.pace < self.settle * ceiling:
+            self._set_pace(self.settle * ceiling, now)  # back to just under the ceiling remembered
+        else:
+            self._set_pace(self.pace + (self.increase or 0.01 * ceiling), now)  # probe, slowly
 
     async def acquire(self, *, hold: bool = False) -> None:
         """Wait for the next slot at the current pace (then, once a window is announced, for room in it).
@@ -182,35 +214,32 @@ class AimdLimiter(RateLimiter):
                 now = self._now()
                 if self._changed == -math.inf:
                     self._changed = now
-                if self.announced is None and now - self._changed >= self.window:
-                    grown = self.pace * 2 if self.slow_start else self.pace + (self.increase or self.pace * 0.025)
-                    self._set_pace(grown, now)
+                if self.announced is None:
+                    self._grow(now)
                 slot = max(self._last_slot + 1.0 / self.pace, self._hold_until)
                 if slot <= now:
                     break
-                await asyncio.sleep(min(slot - now, self.window))  # wake to see a new pace
+                await asyncio.sleep(min(slot - now, self.window / 4))  # wake to see a new pace
             # Lateness beyond a few ms is not made up (no burst after a stall).
-            self._last_slot = slot if now - slot < 0.005 else now
+            self._last_slot = slot if now - slot < CATCH_UP else now
         await super().acquire(hold=hold)  # the window count (announced), and hold/release
 
     def slow_down(self, factor: float | None = None) -> None:
-        """A 429: cut the pace (halve it at the end of slow start), once per window."""
+        """A 429: note the ceiling and cut the pace to ``decrease`` (or ``factor``) times it, once per window."""
+        if factor is not None and not 0 < factor < 1:
+            raise ValueError(f"slow_down factor is in (0, 1), got {factor}")
         now = self._now()
         if self.announced is not None:
             return  # the headers set the pace; a 429 then is someone else's (Retry-After handles it)
-        if now - self._changed < self.window and self.cuts:
+        self._last_refused = now  # no increase for a window from now
+        if now - self._last_cut < self.window:
             return  # the answers to requests sent before the last cut: nothing new
-        if self.slow_start:
-            self.slow_start = False
-            accepted = self.accepted_rate(now)
-            if self.increase is None:
-                self.increase = max(0.1, max(accepted, self.pace / 2) * 0.025)
-            pace = max(self.pace / 2, accepted * self.decrease)
-        else:
-            pace = self.pace * (self.decrease if factor is None else factor)
+        self.slow_start = False
+        self.ceiling = max(self.accepted_rate(now), 1.0 / self.window)
         self.cuts += 1
-        self._set_pace(pace, now)
-        log.info("429: pace cut to %.1f requests/s", self.pace)
+        self._last_cut = now
+        self._set_pace(min(self.pace, self.ceiling) * (self.decrease if factor is None else factor), now)
+        log.info("429: ceiling %.1f requests/s, pace cut to %.1f", self.ceiling, self.pace)
 
     def accepted_rate(self, now: float | None = None) -> float:
         """Answers accepted in the last ``window`` seconds, per second."""
@@ -255,7 +284,8 @@ class AimdLimiter(RateLimiter):
 
     def __repr__(self) -> str:
         source = "announced" if self.announced else ("slow start" if self.slow_start else "AIMD")
-        return f"AimdLimiter(pace={self.pace:.1f}/s, {source}, cuts={self.cuts})"
+        ceiling = "" if self.ceiling is None else f", ceiling={self.ceiling:.1f}/s"
+        return f"AimdLimiter(pace={self.pace:.1f}/s, {source}, cuts={self.cuts}{ceiling})"
 
 
 def aimd_policy(handlers: Mapping[int, Callable[[Attempt], Decision]] | None = None) -> ErrorPolicy:

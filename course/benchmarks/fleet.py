@@ -39,7 +39,8 @@ Then, unless ``--only-contenders``, three more sections (lesson 11):
 - ``--rate auto`` against an unannounced strict limit of 100/s and against
   one announced in ``RateLimit`` headers: seconds until a second admitted 0.9
   of the limit, and the share of 429s, over runs of ``--auto-seconds``
-  (default 10 s) of items.
+  (default 30 s, the issue's measure) of items; ``--only-auto`` runs this
+  section alone.
 
 Every request a client sends goes through ``async with gate():``, as
 ``course.fetch`` does: a limiter that counts requests in flight hears when
@@ -452,6 +453,19 @@ def _report(results: list[Figures], rate: float) -> str:
     return "\n".join(lines)
 
 
+def _report_auto(seconds: float) -> list[AutoFigures]:
+    """Run and print the ``--rate auto`` section: an unannounced limit, then an announced one."""
+    print(f"--rate auto against a strict limit of 100/s, runs of about {seconds:g} s:")
+    autos = [run_auto(seconds=seconds, headers=headers) for headers in (False, True)]
+    for auto in autos:
+        reach = "never" if auto.seconds_to_90 is None else f"{auto.seconds_to_90:.1f} s"
+        print(
+            f"  {'with RateLimit headers' if auto.headers else 'unannounced limit':<24} 0.9 of the limit after "
+            f"{reach:>7}; 429s {auto.refused_share:.1%} of {auto.requests} requests"
+        )
+    return autos
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course.benchmarks.fleet", description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=4)
@@ -460,10 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=16, help="concurrent workers per process")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--fleet-rate", type=float, default=1000, help="R of the fleet section (default 1000/s)")
-    parser.add_argument("--auto-seconds", type=float, default=10, help="length of each --rate auto run (default 10)")
-    parser.add_argument(
+    parser.add_argument("--auto-seconds", type=float, default=30, help="length of each --rate auto run (default 30)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
         "--only-contenders", action="store_true", help="only the contenders' table (no fleet, kill, auto sections)"
     )
+    only.add_argument("--only-auto", action="store_true", help="only the --rate auto section")
     parser.add_argument("--child", choices=ALL_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
     parser.add_argument("--api", help=argparse.SUPPRESS)
@@ -476,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in contenders if name not in CONTENDERS]
     if unknown or args.processes < 1 or args.rate < 1 or args.requests < 1 or args.workers < 1:
         parser.error(f"contenders are {CONTENDERS}; --processes, --rate, --requests, --workers at least 1")
+    if not (math.isfinite(args.auto_seconds) and args.auto_seconds >= 1):
+        parser.error(f"--auto-seconds is a number of seconds >= 1, not {args.auto_seconds:g}")
+    if args.only_auto:
+        autos = _report_auto(args.auto_seconds)
+        print(json.dumps({"auto": [asdict(a) for a in autos]}))
+        return 0
     results = run_benchmark(
         processes=args.processes, rate=args.rate, requests=args.requests, workers=args.workers, contenders=contenders
     )
@@ -499,14 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         f"server ({kill.requests} requests, {kill.seconds:.1f} s)"
     )
     print()
-    print(f"--rate auto against a strict limit of 100/s, runs of about {args.auto_seconds:g} s (not 30 s):")
-    autos = [run_auto(seconds=args.auto_seconds, headers=headers) for headers in (False, True)]
-    for auto in autos:
-        reach = "never" if auto.seconds_to_90 is None else f"{auto.seconds_to_90:.1f} s"
-        print(
-            f"  {'with RateLimit headers' if auto.headers else 'unannounced limit':<24} 0.9 of the limit after "
-            f"{reach:>7}; 429s {auto.refused_share:.1%} of {auto.requests} requests"
-        )
+    autos = _report_auto(args.auto_seconds)
     print(
         json.dumps({"fleet": [asdict(row) for row in rows], "kill": asdict(kill), "auto": [asdict(a) for a in autos]})
     )

@@ -1,7 +1,9 @@
 """Lesson 11 — a fleet of clients: exercises.
 
 - ``aimd_pace`` (async): ``AimdPace``, a controller that finds an unannounced
-  limit by additive increase and multiplicative decrease; the checker drives
+  limit by additive increase and multiplicative decrease (the reference also
+  remembers the pace of its last cut and probes gently near it, as
+  ``course.aimd.AimdLimiter`` does); the checker drives
   it with a few workers against a hidden limit on its own mock API and judges
   the share of 429s and the pace reached from what the server saw.
 - ``consume_stream`` (async): the claim-and-ack loop of one worker on a Redis
@@ -36,30 +38,40 @@ __all__ = ["HIDDEN_LIMIT", "aimd_pace", "consume_stream", "drive_pace"]
 
 
 class _AimdPace:
-    """Find a hidden rate limit: speed up while answers are good, cut the pace on a refusal."""
+    """Find a hidden rate limit: speed up while answers are good, cut the pace on a refusal, remember where."""
 
-    def __init__(self, start: float = 10.0, step: float = 5.0, cut: float = 0.75, window: float = 0.25) -> None:
+    def __init__(self, start: float = 10.0, step: float = 5.0, cut: float = 0.8, window: float = 0.25) -> None:
         self.pace = start  # requests per second
         self.step, self.cut, self.window = step, cut, window
+        self.ceiling = math.inf  # the pace at the last cut: none yet
         self.changed = time.monotonic()  # when the pace last changed
+        self.last_cut = -math.inf  # when the pace was last cut
         self.last_429 = -math.inf  # when the last refusal came back
         self.next_slot = 0.0  # monotonic time of the next request
         self.turn = asyncio.Lock()
 
     def on_success(self) -> None:
-        """A 2xx: after a whole window with no change and no refusal, raise the pace by step."""
+        """A 2xx: after a whole window with no change and no refusal, raise the pace.
+
+        Up to 95 % of the ceiling by whole steps; from there on by a fifth of a step (a gentle probe)."""
         now = time.monotonic()
         if min(now - self.changed, now - self.last_429) >= self.window:
-            self.pace += self.step
+            if self.pace < 0.95 * self.ceiling:
+                self.pace = min(self.pace + self.step, 0.95 * self.ceiling)
+            else:
+                self.pace += self.step / 5
             self.changed = now
 
     def on_refused(self) -> None:
-        """A 429: multiply the pace by cut, but once per window only (later 429s were already on their way)."""
+        """A 429: remember the pace as the ceiling and multiply it by cut, once per window since the last CUT.
+
+        (Counting from the last increase instead would ignore the very 429 that the increase caused.)"""
         now = time.monotonic()
         self.last_429 = now
-        if now - self.changed >= self.window:
+        if now - self.last_cut >= self.window:
+            self.ceiling = self.pace
             self.pace = max(1.0, self.pace * self.cut)
-            self.changed = now
+            self.changed = self.last_cut = now
 
     async def wait(self) -> None:
         """Return when the next request may go: callers are let through 1/pace seconds apart."""
@@ -170,11 +182,13 @@ aimd_pace = Exercise(
     "aimd_pace",
     checker=_check_aimd_pace,
     hint_text=(
-        "Keep the pace, the time it last changed, the time of the last 429 and the time of the next slot. "
-        "on_success(): if a whole window has passed since the last change AND since the last 429, add the "
-        "step. on_refused(): note the time; if a window has passed since the last change, multiply by the "
-        "cut factor (keep it above 1). wait(): under an asyncio.Lock, sleep until the next slot (not before "
-        "now) and move the next slot 1/pace later."
+        "Keep the pace, the ceiling (the pace at the last cut; infinite at first), when the pace last changed, "
+        "when it was last cut, when the last 429 came and the time of the next slot. on_success(): if a whole "
+        "window has passed since the last change AND since the last 429, add the step, but not beyond 95 % of "
+        "the ceiling; once there, add a fifth of the step. on_refused(): note the time; if a window has passed "
+        "since the last CUT (not the last increase: the 429 that an increase caused must cut), remember the "
+        "pace as the ceiling and multiply it by the cut factor (keep it above 1). wait(): under an "
+        "asyncio.Lock, sleep until the next slot (not before now) and move the next slot 1/pace later."
     ),
     answer=_AimdPace,
     solution_code=source_as(_AimdPace, "AimdPace"),
@@ -183,7 +197,7 @@ aimd_pace = Exercise(
         Mistake(_NeverSpeedsUp, "on_success() must raise the pace"),
         Mistake(_DoesNotPace, "space the requests"),
     ),
-    success="the pace climbed to the hidden limit and sawed just under it, with few 429s.",
+    success="the pace climbed to the hidden limit and stayed just under it, with few 429s.",
     timeout=20.0,
 )
 

@@ -48,28 +48,90 @@ class Clock:
         return self.now
 
 
-async def test_slow_start_then_one_cut_per_window_then_additive_increase() -> None:
+async def _acquire_every(limiter: AimdLimiter, clock: Clock, until: float, step: float = 0.1) -> None:
+    """Requests every ``step`` s of the test clock up to ``until``."""
+    while clock.now < until - 1e-9:
+        clock.now = round(clock.now + step, 6)
+        await limiter.acquire()
+
+
+async def test_slow_start_doubles_the_pace_every_window_while_requests_go() -> None:
     clock = Clock()
     limiter = AimdLimiter(10, clock=clock)
-    for second, pace in ((0.0, 10), (1.0, 20), (2.0, 40)):  # doubles every window
-        clock.now = second
-        await limiter.acquire()
-        assert limiter.pace == pace
-    clock.now = 2.5
-    for _ in range(30):  # the server accepted 30 in the last second
+    await limiter.acquire()
+    await _acquire_every(limiter, clock, 1.0)
+    assert limiter.pace == pytest.approx(20)
+    await _acquire_every(limiter, clock, 2.0)
+    assert limiter.pace == pytest.approx(40)
+    clock.now = 7.0  # five idle seconds: they are not counted as seconds without a refusal
+    await limiter.acquire()
+    assert limiter.pace == pytest.approx(40 * 2**0.25)
+
+
+def _accept(limiter: AimdLimiter, clock: Clock, count: int) -> None:
+    """``count`` accepted answers spread over the last window of the test clock."""
+    now = clock.now
+    for k in range(count):
+        clock.now = now - 1 + (k + 1) / count
         limiter.accepted()
-    clock.now = 2.6
-    limiter.slow_down()  # the first 429: down to 90 % of what was accepted (not below half the pace)
-    assert limiter.pace == pytest.approx(27) and not limiter.slow_start
-    clock.now = 2.7
-    limiter.slow_down()  # a 429 of a request sent before the cut: no second cut
-    assert limiter.pace == pytest.approx(27) and limiter.cuts == 1
-    clock.now = 3.7
-    limiter.slow_down()  # a window later: multiplicative decrease
-    assert limiter.pace == pytest.approx(27 * 0.9) and limiter.cuts == 2
-    clock.now = 4.8
-    await limiter.acquire()  # a window without a 429: additive increase (2.5 % of the accepted 30/s)
-    assert limiter.pace == pytest.approx(27 * 0.9 + 0.75)
+    clock.now = now
+
+
+async def test_a_429_notes_the_ceiling_and_cuts_once_per_window() -> None:
+    clock = Clock()
+    limiter = AimdLimiter(10, clock=clock)
+    await limiter.acquire()
+    await _acquire_every(limiter, clock, 3.0)  # 80/s by now
+    _accept(limiter, clock, 30)  # but the server accepted 30 in the last second
+    limiter.slow_down()  # the first 429: 90 % of what was accepted (not of the pace)
+    assert (limiter.ceiling, limiter.pace, limiter.cuts, limiter.slow_start) == (30, pytest.approx(27), 1, False)
+    clock.now = 3.5
+    limiter.slow_down()  # a 429 of a request sent before the cut: nothing new
+    assert (limiter.pace, limiter.cuts) == (pytest.approx(27), 1)
+    clock.now = 4.2
+    await limiter.acquire()  # no window without a 429 yet (the last came at 3.5): no increase
+    assert limiter.pace == pytest.approx(27)
+    clock.now = 4.6
+    await limiter.acquire()  # a quiet window: straight back to 95 % of the ceiling
+    assert limiter.pace == pytest.approx(28.5)
+    clock.now = 5.7
+    await limiter.acquire()  # then a probe of 1 % of the ceiling per window
+    assert limiter.pace == pytest.approx(28.8)
+
+
+async def test_a_429_just_after_an_increase_still_cuts() -> None:
+    """The probe that crossed the limit is the one that must be cut (once a window has passed since the
+    last cut), however recent the increase."""
+    clock = Clock()
+    limiter = AimdLimiter(60, increase=0.5, clock=clock)
+    await limiter.acquire()
+    clock.now = 1.0
+    _accept(limiter, clock, 50)
+    limiter.slow_down()
+    assert limiter.pace == pytest.approx(45)
+    for second in range(3, 12):  # a quiet window each: the pace grows
+        clock.now = float(second)
+        await limiter.acquire()
+    assert limiter.pace > 49
+    clock.now = 11.1  # 0.1 s after that increase, the server refuses
+    _accept(limiter, clock, 50)
+    limiter.slow_down()
+    assert (limiter.cuts, limiter.pace) == (2, pytest.approx(45))
+
+
+async def test_a_cut_by_a_given_factor_and_a_given_probe_step() -> None:
+    clock = Clock()
+    limiter = AimdLimiter(60, increase=2, settle=0.5, clock=clock)
+    await limiter.acquire()
+    clock.now = 1.0
+    _accept(limiter, clock, 40)
+    limiter.slow_down(0.5)  # a factor overrides decrease, once
+    assert limiter.pace == pytest.approx(20)
+    clock.now = 2.5
+    await limiter.acquire()  # at settle x ceiling already: the given step
+    assert limiter.pace == pytest.approx(22)
+    with pytest.raises(ValueError, match="factor"):
+        limiter.slow_down(1.5)  # a "cut" that raises the pace is refused
 
 
 async def test_an_announced_limit_sets_the_pace_and_the_window_count() -> None:
@@ -94,7 +156,14 @@ def test_the_policy_shows_the_limiter_accepted_and_refused_answers() -> None:
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"start": 0}, "start"), ({"decrease": 1}, "decrease"), ({"window": 0}, "window"), ({"increase": -1}, "increase")],
+    [
+        ({"start": 0}, "start"),
+        ({"decrease": 1}, "decrease"),
+        ({"window": 0}, "window"),
+        ({"increase": -1}, "increase"),
+        ({"settle": 0}, "settle"),
+        ({"settle": 1.5}, "settle"),
+    ],
 )
 def test_bad_arguments_are_refused(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
