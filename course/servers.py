@@ -362,6 +362,8 @@ def start_messaging_app(
     still accepts the sessions it signed.
     """
     env = dict(config or {})
+    if proxied_url(0) is not None:  # under JupyterHub (Binder): pages are reached through jupyter-server-proxy
+        env.setdefault("TRUST_PROXY_PREFIX", "1")
     if folder is not None:
         folder = Path(folder)
         env.setdefault("MESSAGING_INSTANCE_PATH", str(folder))

@@ -65,6 +65,11 @@ Configuration, from environment variables (or ``create_app(overrides)``):
                              scrypt takes 32 MiB each, see ``passwords``)
 ``PASSWORD_HASH_QUEUE``      how many more may wait for one; past that a sign-in
                              or registration gets 503 + Retry-After (default 256)
+``TRUST_PROXY_PREFIX``       1: honour the ``X-Forwarded-Prefix`` header of one
+                             proxy in front (jupyter-server-proxy on Binder
+                             sends it), so links and redirects keep the
+                             proxy's path (default 0: the header is ignored,
+                             as a client could send it)
 ``MESSAGING_THREADS``        default of ``--threads`` (64)
 ``MESSAGING_CONNECTION_LIMIT``  default of ``--connection-limit`` (10000)
 ``MESSAGING_IDLE_TIMEOUT``   default of ``--idle-timeout`` (30 seconds)
@@ -85,6 +90,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from .database import configure_engine
@@ -123,6 +129,7 @@ _DEFAULTS: dict[str, Any] = {
     "NOTIFY_TRANSPORT": "poll",
     "PUSH_URL": "",
     "NOTIFY_LISTEN": True,
+    "TRUST_PROXY_PREFIX": False,
     "NOTIFY_POLL_INTERVAL_MS": 10000,
     "LONG_POLL_TIMEOUT": 25.0,
     "NOTIFY_RECHECK_SECONDS": 5.0,
@@ -260,6 +267,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, upgrade: bool = Tr
         raise ConfigError("SESSION_COOKIE_SAMESITE=None needs SESSION_COOKIE_SECURE=1 (browsers refuse it otherwise)")
     app = Flask(__name__, instance_path=str(instance))
     app.config.update(config)
+    if app.config["TRUST_PROXY_PREFIX"]:
+        # Only the path prefix: the client's address, scheme and host stay what the socket says.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=0, x_host=0, x_port=0, x_prefix=1)  # type: ignore[method-assign]
     app.config.update(
         APP_VERSION=__version__,
         BOOTSTRAP_SERVE_LOCAL=True,  # no CDN: classrooms may be offline

@@ -81,3 +81,25 @@ def test_a_bad_push_url_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     )
     assert result.returncode == 2
     assert "PUSH_URL='nowhere'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_forwarded_prefix_is_honoured_only_when_trusted(tmp_path):
+    prefix = "/user/alice/proxy/5000"
+    headers = {"X-Forwarded-Prefix": prefix}
+    trusted = create_app(app_config(tmp_path / "trusted", TRUST_PROXY_PREFIX=True)).test_client()
+    answer = trusted.get("/messages", headers=headers)
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith(f"{prefix}/auth/login")
+    assert f'href="{prefix}/auth/login' in trusted.get("/", headers=headers).text
+
+    untrusted = create_app(app_config(tmp_path / "untrusted")).test_client()
+    answer = untrusted.get("/messages", headers=headers)
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith("/auth/login")
+    assert prefix not in untrusted.get("/", headers=headers).text
+
+
+def test_trust_proxy_prefix_is_a_yes_no_setting():
+    assert config_from_env({"TRUST_PROXY_PREFIX": "1"})["TRUST_PROXY_PREFIX"] is True
+    with pytest.raises(ConfigError, match="TRUST_PROXY_PREFIX"):
+        config_from_env({"TRUST_PROXY_PREFIX": "maybe"})
