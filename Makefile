@@ -89,7 +89,7 @@ instructor: $(STAMP)
 
 # The lint and type gate (configured in pyproject.toml); make test runs it first.
 lint: $(STAMP)
-	$(BIN)/ruff check course server tools tests
+	$(BIN)/ruff check course server tools tests docs
 	$(BIN)/mypy
 
 test: lint chromium postgresql redis
