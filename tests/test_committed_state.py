@@ -11,7 +11,6 @@ text: it must show the bar as the run finished it, never ``0%``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import nbtool
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
@@ -38,15 +38,6 @@ NODE = shutil.which("node")
 RERUN = "re-execute them: PYTHONPATH=$PWD python tools/nbtool.py run notebooks/NN_name.ipynb"
 
 
-def _nbtool():
-    spec = importlib.util.spec_from_file_location("nbtool", ROOT / "tools" / "nbtool.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nbtool"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-nbtool = _nbtool()
 
 #: tqdm's text line: "label: 40%|████      | 2/5 [...]".
 BAR_TEXT = re.compile(r"(\d{1,3})%\|[^|\n]*\|\s*(\d+)/(\d+)")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import nbformat
+import nbtool
 import pytest
 from nbclient import NotebookClient
 
@@ -15,15 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = re.compile(r"\.solution\(\)")
 
 
-def _nbtool():
-    spec = importlib.util.spec_from_file_location("nbtool", ROOT / "tools" / "nbtool.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nbtool"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-nbtool = _nbtool()
 
 
 @pytest.fixture(scope="module")

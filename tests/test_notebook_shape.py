@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+import slides
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
 
 
-def _slides_tool():
-    if "slides" in sys.modules:
-        return sys.modules["slides"]
-    spec = importlib.util.spec_from_file_location("slides", ROOT / "tools" / "slides.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["slides"] = module
-    spec.loader.exec_module(module)
-    return module
 IGNORE_MARKERS = ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION")
 
 
@@ -114,7 +106,7 @@ def test_slide_layout_is_current(notebook):
     # (the browser test checks that this layout fits 1280x720).
     path, nb = notebook
     laid_out = copy.deepcopy(nb)
-    _slides_tool().layout(laid_out, path)
+    slides.layout(laid_out, path)
     before = [(c.cell_type, c.source, _slide_type(c)) for c in nb.cells]
     after = [(c.cell_type, c.source, _slide_type(c)) for c in laid_out.cells]
     changed = [i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b]

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 
+import slides
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _slides_tool():
-    if "slides" in sys.modules:
-        return sys.modules["slides"]
-    spec = importlib.util.spec_from_file_location("slides", ROOT / "tools" / "slides.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["slides"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-slides = _slides_tool()
 LESSON = Path("notebooks/98_example.ipynb")
 
 

@@ -41,14 +41,12 @@ from __future__ import annotations
 
 import argparse
 import html
-import importlib.util
 import math
 import re
 import shutil
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nbformat
@@ -57,26 +55,15 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from traitlets.config import Config
 
+import slides  # tools/slides.py: the slide layout lives there
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def _slides_tool() -> ModuleType:
-    """tools/slides.py, the home of the slide layout (loaded by path: tools/ is not a package)."""
-    if "slides" in sys.modules:
-        return sys.modules["slides"]
-    spec = importlib.util.spec_from_file_location("slides", Path(__file__).with_name("slides.py"))
-    if spec is None or spec.loader is None:
-        raise ImportError("tools/slides.py is missing: restore it from git")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["slides"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def tidy(nb: nbformat.NotebookNode, path: Path) -> None:
     """Slide metadata from tools/slides.py's layout, and no per-run metadata (execution timings)."""
-    _slides_tool().layout(nb, path)
+    slides.layout(nb, path)
     for cell in nb.cells:
         cell.setdefault("metadata", {}).pop("execution", None)
     nb.metadata.setdefault("kernelspec", {

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import importlib.util
 import itertools
 import math
 import re
@@ -356,26 +355,15 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def _nbtool() -> Any:
-    """tools/nbtool.py, the home of the notebook writer (loaded by path: tools/ is not a package)."""
-    if "nbtool" in sys.modules:
-        return sys.modules["nbtool"]
-    spec = importlib.util.spec_from_file_location("nbtool", Path(__file__).with_name("nbtool.py"))
-    if spec is None or spec.loader is None:
-        raise ImportError("tools/nbtool.py is missing: restore it from git")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nbtool"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def layout_file(path: Path, *, check: bool = False) -> bool:
     """Lay out one notebook file; True when it changed (or, with ``check``, would change)."""
     nb = read_notebook(path)
     before = path.read_text(encoding="utf-8")
     layout(nb, path)
     nbformat.validate(nb)
-    after = _nbtool().notebook_text(nb)  # as JupyterLab saves it: a save there changes no byte
+    import nbtool  # tools/nbtool.py, the notebook writer (imported here: it imports this module)
+
+    after = nbtool.notebook_text(nb)  # as JupyterLab saves it: a save there changes no byte
     if after == before:
         return False
     if not check:

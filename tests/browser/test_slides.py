@@ -18,14 +18,14 @@ that passes everything would fail them.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import nbformat
 import pytest
+
+import slides
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -33,18 +33,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 pytestmark = pytest.mark.browser
 
 
-def _slides_tool() -> ModuleType:
-    if "slides" in sys.modules:
-        return sys.modules["slides"]
-    spec = importlib.util.spec_from_file_location("slides", ROOT / "tools" / "slides.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["slides"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-slides = _slides_tool()
 
 
 @pytest.fixture(scope="module")
