@@ -1,0 +1,406 @@
+"""Lesson 10: the messaging app and the push gateway on PostgreSQL, started from a notebook.
+
+``start_push_stack()`` starts a throwaway PostgreSQL server, the Flask app on
+it under gunicorn (``python -m server.messaging --workers 2``: two processes
+that each LISTEN for the others' NOTIFY) and the push gateway
+(``python -m server.push --workers 2``); ``stack.stop()`` stops them all (and
+the kernel's exit does too). ``stack.threaded_app(...)`` adds one more app
+process on the same database, served by waitress with few threads: lesson
+03's app, to find its ceiling and to run without LISTEN.
+
+``StreamFleet`` holds many streams to the gateway from the notebook's own
+event loop, half Server-Sent Events and half WebSockets, and records how long
+each marked notification took to arrive (the benchmark's writer marks them:
+``course.benchmarks.push.write_notifications``).
+
+    stack = start_push_stack()
+    users = stack.add_users(500)
+    fleet = StreamFleet(stack.gateway.url, users)
+    await fleet.grow(1000)
+    ...
+    await fleet.close()
+    stack.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import psycopg
+
+from course.benchmarks.push import NAME as MARKER
+from course.benchmarks.push import create_users, resident_bytes, session_cookie
+from course.postgres_server import PostgreSQLServer, start_postgresql
+from course.servers import FAST_HASH, ServerHandle, free_port, start_server
+from server.messaging.hub import NOTIFY_CHANNEL, notify_payload
+from server.push.serving import raise_open_file_limit
+from server.push.store import conninfo
+
+__all__ = [
+    "MARKER",
+    "HeldStreams",
+    "PushStack",
+    "SimUser",
+    "StreamFleet",
+    "open_flask_streams",
+    "start_push_stack",
+    "stored_notes",
+    "write_notes",
+]
+
+#: How many streams the fleet opens at once while it grows.
+OPEN_AT_ONCE = 100
+
+
+def _identity(kind: str) -> Callable[[str], dict[str, Any] | None]:
+    """``identify`` for ``start_server``: the server's ``/healthz`` when it is a ``kind`` server."""
+
+    def identify(url: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1.0) as response:
+                info = json.load(response)
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) and info.get("server") == kind else None
+
+    return identify
+
+
+@dataclass(frozen=True)
+class SimUser:
+    """A user made straight in the database, with the session cookie the app would sign at login."""
+
+    user_id: int
+    cookie: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Cookie": f"session={self.cookie}"}
+
+
+@dataclass
+class PushStack:
+    """PostgreSQL, the app (gunicorn) and the gateway, all started here."""
+
+    postgres: PostgreSQLServer
+    database_url: str
+    secret_key: str
+    folder: Path
+    app: ServerHandle
+    gateway: ServerHandle
+    extra: list[ServerHandle] = field(default_factory=list)
+
+    def app_env(self, **config: str) -> dict[str, str]:
+        """The environment an app process of this stack gets (``config`` wins)."""
+        return {
+            "DATABASE_URL": self.database_url,
+            "SECRET_KEY": self.secret_key,
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+            "MESSAGING_INSTANCE_PATH": str(self.folder),
+            "PUSH_URL": self.gateway.url,
+            **config,
+        }
+
+    def threaded_app(self, threads: int, **config: str) -> ServerHandle:
+        """One more app process on the same database: waitress with ``threads`` threads
+        (``MAX_WAITING_REQUESTS`` is then ``threads`` minus a reserve, as lesson 03 found)."""
+        handle = start_server(
+            "messaging app",
+            "server.messaging",
+            ["--threads", str(threads)],
+            port=None,
+            identify=_identity("messaging"),
+            env=self.app_env(**config),
+            reuse=False,
+            timeout=120,
+        )
+        self.extra.append(handle)
+        return handle
+
+    def add_users(self, count: int) -> list[SimUser]:
+        """``count`` new users, each with a signed session cookie (no logins: they are cheap)."""
+        made = create_users(self.database_url, count)
+        return [SimUser(user_id, session_cookie(self.secret_key, token)) for user_id, token in made]
+
+    def gateway_memory(self) -> int:
+        """Resident bytes of the gateway's processes (its supervisor and workers)."""
+        assert self.gateway.process is not None
+        return resident_bytes(psutil.Process(self.gateway.process.pid))
+
+    def gateway_health(self) -> list[dict[str, Any]]:
+        """``/healthz`` of each gateway worker (asked until every pid answered, at most 40 times)."""
+        seen: dict[int, dict[str, Any]] = {}
+        workers = len(self.gateway_worker_pids())
+        for _ in range(40):
+            with urllib.request.urlopen(self.gateway.url + "/healthz", timeout=5.0) as response:
+                info = json.load(response)
+            seen[int(info["pid"])] = info
+            if len(seen) >= workers:
+                break
+        return [seen[pid] for pid in sorted(seen)]
+
+    def gateway_worker_pids(self) -> list[int]:
+        assert self.gateway.process is not None
+        return [child.pid for child in psutil.Process(self.gateway.process.pid).children()]
+
+    def stop(self) -> None:
+        """Stop the gateway, every app process, then PostgreSQL (its data is deleted)."""
+        for handle in [self.gateway, *self.extra, self.app]:
+            handle.stop(30.0)
+        self.postgres.stop()
+
+    @property
+    def running(self) -> bool:
+        return all(handle.running for handle in [self.gateway, *self.extra, self.app])
+
+
+def start_push_stack(app_workers: int = 2, gateway_workers: int = 2, **config: str) -> PushStack:
+    """PostgreSQL, then the app with ``app_workers`` gunicorn processes (it creates the tables),
+    then the gateway with ``gateway_workers`` processes; ``config``: the app's settings."""
+    postgres = start_postgresql()
+    try:
+        database_url = postgres.create_database("lesson10")
+        secret_key = secrets.token_hex(32)
+        folder = Path(tempfile.mkdtemp(prefix="lesson10-"))
+        gateway_port = free_port()  # known now: the app's pages point there (PUSH_URL)
+        env = {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": secret_key,
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+            "MESSAGING_INSTANCE_PATH": str(folder),
+            "PUSH_URL": f"http://127.0.0.1:{gateway_port}",
+            "MAX_WAITING_PER_USER": "0",
+            **config,
+        }
+        app = start_server(
+            "messaging app",
+            "server.messaging",
+            ["--workers", str(app_workers)],
+            port=None,
+            identify=_identity("messaging"),
+            env=env,
+            reuse=False,
+            timeout=120,
+        )
+        gateway = start_server(
+            "push gateway",
+            "server.push",
+            ["--workers", str(gateway_workers), "--max-per-user", "0", "--max-connections", "20000"],
+            port=gateway_port,
+            identify=_identity("push"),
+            env={"DATABASE_URL": database_url, "SECRET_KEY": secret_key},
+            reuse=False,
+            timeout=120,
+        )
+    except BaseException:
+        postgres.stop()
+        raise
+    return PushStack(postgres, database_url, secret_key, folder, app, gateway)
+
+
+# -- many streams from one event loop ----------------------------------------------------------
+
+
+Connection = aiohttp.ClientWebSocketResponse | aiohttp.ClientResponse
+
+
+@dataclass
+class StreamFleet:
+    """Streams held open to the gateway: even ones SSE, odd ones WebSocket, users in turn.
+
+    ``delays`` gets, for every marked notification a stream receives, the
+    seconds from its writing to its arrival; ``streams_of(user_id)`` says how
+    many deliveries one notification to that user makes.
+    """
+
+    gateway_url: str
+    users: Sequence[SimUser]
+    delays: list[float] = field(default_factory=list)
+    refused: dict[int, int] = field(default_factory=dict)  # status -> count
+    _session: aiohttp.ClientSession | None = None
+    _held: list[tuple[SimUser, str, asyncio.Task[None]]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(1 for _, _, task in self._held if not task.done())
+
+    def by_transport(self) -> dict[str, int]:
+        counts = {"sse": 0, "ws": 0}
+        for _, transport, task in self._held:
+            if not task.done():
+                counts[transport] += 1
+        return counts
+
+    def streams_of(self, user_id: int) -> int:
+        return sum(1 for user, _, task in self._held if user.user_id == user_id and not task.done())
+
+    async def grow(self, total: int) -> int:
+        """Open streams until ``total`` are held (at most ``OPEN_AT_ONCE`` at a time); how many are held."""
+        raise_open_file_limit(total + 256)  # each stream is a descriptor in this process too
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, force_close=True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+        limit = asyncio.Semaphore(OPEN_AT_ONCE)
+        start = len(self._held)
+        opened = await asyncio.gather(*(self._open(n, limit) for n in range(start, total)))
+        for entry in opened:
+            if entry is not None:
+                self._held.append(entry)
+        return len(self)
+
+    async def _open(self, n: int, limit: asyncio.Semaphore) -> tuple[SimUser, str, asyncio.Task[None]] | None:
+        assert self._session is not None
+        user = self.users[n % len(self.users)]
+        transport = "ws" if n % 2 else "sse"
+        # Start from the user's newest cursor, so only notifications written from now on arrive.
+        async with limit:
+            try:
+                if transport == "ws":
+                    connection: Connection = await self._session.ws_connect(
+                        f"{self.gateway_url}/ws", headers=user.headers, heartbeat=None
+                    )
+                else:
+                    connection = await self._session.get(f"{self.gateway_url}/stream", headers=user.headers)
+                    if connection.status != 200:
+                        self.refused[connection.status] = self.refused.get(connection.status, 0) + 1
+                        connection.release()
+                        return None
+            except aiohttp.WSServerHandshakeError as exc:
+                self.refused[exc.status] = self.refused.get(exc.status, 0) + 1
+                return None
+            except (aiohttp.ClientError, OSError):
+                self.refused[0] = self.refused.get(0, 0) + 1
+                return None
+        return user, transport, asyncio.create_task(self._follow(connection))
+
+    async def _follow(self, connection: Connection) -> None:
+        def record(text: str) -> None:
+            now = time.time()
+            for item in json.loads(text) if text.startswith("[") else [json.loads(text)]:
+                if item.get("name") == MARKER:
+                    self.delays.append(now - item["data"]["sent"])
+
+        try:
+            if isinstance(connection, aiohttp.ClientWebSocketResponse):
+                async for message in connection:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        record(message.data)
+                return
+            async for raw in connection.content:
+                if raw.startswith(b"data: "):
+                    record(raw[6:].decode())
+        finally:
+            if isinstance(connection, aiohttp.ClientWebSocketResponse):
+                await connection.close()
+            else:
+                connection.close()
+
+    async def wait_for(self, deliveries: int, quiet: float = 5.0) -> int:
+        """Until ``delays`` holds ``deliveries`` entries, or none came for ``quiet`` seconds."""
+        last, changed = -1, time.monotonic()
+        while len(self.delays) < deliveries:
+            if len(self.delays) != last:
+                last, changed = len(self.delays), time.monotonic()
+            elif time.monotonic() - changed > quiet:
+                break
+            await asyncio.sleep(0.05)
+        return len(self.delays)
+
+    async def close(self) -> None:
+        """Close every stream (the gateway sees them go)."""
+        for _, _, task in self._held:
+            task.cancel()
+        await asyncio.gather(*(task for _, _, task in self._held), return_exceptions=True)
+        self._held.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@dataclass
+class HeldStreams:
+    """Streams held at a threaded app: the open ones, and the answers of those refused."""
+
+    held: list[aiohttp.ClientResponse]
+    refused: dict[int, int]  # status -> count
+    retry_after: str | None  # the Retry-After of the last refusal
+    session: aiohttp.ClientSession
+
+    async def close(self) -> None:
+        for response in self.held:
+            response.close()
+        self.held = []
+        await self.session.close()
+
+
+async def open_flask_streams(app_url: str, users: Sequence[SimUser]) -> HeldStreams:
+    """One ``/notifications/stream`` per user at a threaded app, one after the other, each
+    kept open (each holds a thread there). Close them with ``close()``."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
+    streams = HeldStreams([], {}, None, session)
+    for user in users:
+        response = await session.get(f"{app_url}/notifications/stream", headers=user.headers)
+        if response.status == 200:
+            await response.content.readline()  # its retry: line: a thread holds it now
+            streams.held.append(response)
+        else:
+            streams.refused[response.status] = streams.refused.get(response.status, 0) + 1
+            streams.retry_after = response.headers.get("Retry-After")
+            response.release()
+    return streams
+
+
+# -- numbered notifications, written as the app's writer does ----------------------------------
+
+
+async def write_notes(database_url: str, user_id: int, count: int, prefix: str = "note") -> list[int]:
+    """Write ``count`` notifications named ``<prefix>_<cursor>`` for ``user_id``, each in a
+    transaction of its own with its ``NOTIFY`` (what ``User.add_notification`` does); their cursors.
+
+    Distinct names keep every one of them in the table (the app replaces a
+    notification of the same name), so a client can be checked for each.
+    """
+    cursors: list[int] = []
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url)) as connection:
+        for _ in range(count):
+            async with connection.transaction():
+                row = await (
+                    await connection.execute(
+                        'UPDATE "user" SET notification_counter = notification_counter + 1 WHERE id = %s '
+                        "RETURNING notification_counter",
+                        (user_id,),
+                    )
+                ).fetchone()
+                if row is None:
+                    raise LookupError(f"no user with id {user_id}")
+                seq = int(row[0])
+                await connection.execute(
+                    "INSERT INTO notification (name, user_id, seq, timestamp, payload_json) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (f"{prefix}_{seq}", user_id, seq, time.time(), json.dumps({"n": seq})),
+                )
+                await connection.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify_payload(user_id, seq)))
+            cursors.append(seq)
+    return cursors
+
+
+async def stored_notes(database_url: str, user_id: int, after: int = 0) -> list[dict[str, Any]]:
+    """``user_id``'s notifications past ``after`` as the database holds them: ``{"id", "name", "data"}``."""
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url)) as connection:
+        rows = await (
+            await connection.execute(
+                "SELECT seq, name, payload_json FROM notification WHERE user_id = %s AND seq > %s ORDER BY seq",
+                (user_id, after),
+            )
+        ).fetchall()
+    return [{"id": int(seq), "name": str(name), "data": json.loads(payload)} for seq, name, payload in rows]
