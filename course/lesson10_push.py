@@ -25,12 +25,14 @@ each marked notification took to arrive (the benchmark's writer marks them:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import secrets
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,7 @@ __all__ = [
     "SimUser",
     "StreamFleet",
     "open_flask_streams",
+    "sse_ids",
     "start_push_stack",
     "stored_notes",
     "write_notes",
@@ -99,6 +102,7 @@ class PushStack:
     folder: Path
     app: ServerHandle
     gateway: ServerHandle
+    gateway_workers: int
     extra: list[ServerHandle] = field(default_factory=list)
 
     def app_env(self, **config: str) -> dict[str, str]:
@@ -115,16 +119,7 @@ class PushStack:
     def threaded_app(self, threads: int, **config: str) -> ServerHandle:
         """One more app process on the same database: waitress with ``threads`` threads
         (``MAX_WAITING_REQUESTS`` is then ``threads`` minus a reserve, as lesson 03 found)."""
-        handle = start_server(
-            "messaging app",
-            "server.messaging",
-            ["--threads", str(threads)],
-            port=None,
-            identify=_identity("messaging"),
-            env=self.app_env(**config),
-            reuse=False,
-            timeout=120,
-        )
+        handle = _start_threaded(self.app_env(**config), threads)
         self.extra.append(handle)
         return handle
 
@@ -132,6 +127,14 @@ class PushStack:
         """``count`` new users, each with a signed session cookie (no logins: they are cheap)."""
         made = create_users(self.database_url, count)
         return [SimUser(user_id, session_cookie(self.secret_key, token)) for user_id, token in made]
+
+    def user_id(self, username: str) -> int:
+        """The id of the user called ``username`` (LookupError if there is none)."""
+        with psycopg.connect(conninfo(self.database_url)) as connection:
+            row = connection.execute('SELECT id FROM "user" WHERE username = %s', (username,)).fetchone()
+        if row is None:
+            raise LookupError(f"no user called {username!r}")
+        return int(row[0])
 
     def gateway_memory(self) -> int:
         """Resident bytes of the gateway's processes (its supervisor and workers)."""
@@ -141,7 +144,7 @@ class PushStack:
     def gateway_health(self) -> list[dict[str, Any]]:
         """``/healthz`` of each gateway worker (asked until every pid answered, at most 40 times)."""
         seen: dict[int, dict[str, Any]] = {}
-        workers = len(self.gateway_worker_pids())
+        workers = self.gateway_workers
         for _ in range(40):
             with urllib.request.urlopen(self.gateway.url + "/healthz", timeout=5.0) as response:
                 info = json.load(response)
@@ -150,24 +153,46 @@ class PushStack:
                 break
         return [seen[pid] for pid in sorted(seen)]
 
-    def gateway_worker_pids(self) -> list[int]:
-        assert self.gateway.process is not None
-        return [child.pid for child in psutil.Process(self.gateway.process.pid).children()]
+    def restart_gateway(self, workers: int | None = None) -> None:
+        """SIGTERM the gateway (it closes every WebSocket with 1012 and ends every event
+        stream with a short ``retry:``), wait for it to exit, and start it again on its
+        port, with ``workers`` processes (default: as many as before)."""
+        self.gateway.stop(30.0)
+        self.gateway_workers = workers or self.gateway_workers
+        self.gateway = _start_gateway(self.database_url, self.secret_key, self.gateway.port, self.gateway_workers)
 
     def stop(self) -> None:
-        """Stop the gateway, every app process, then PostgreSQL (its data is deleted)."""
-        for handle in [self.gateway, *self.extra, self.app]:
-            handle.stop(30.0)
+        """Stop the gateway and every app process (at once), then PostgreSQL (its data is deleted)."""
+        handles = [self.gateway, *self.extra, self.app]
+        with concurrent.futures.ThreadPoolExecutor(len(handles)) as pool:
+            list(pool.map(lambda handle: handle.stop(30.0), handles))
         self.postgres.stop()
+
+    @property
+    def threaded(self) -> ServerHandle:
+        """The first threaded app process started with the stack or by ``threaded_app``."""
+        if not self.extra:
+            raise LookupError("no threaded app: pass threaded_threads= to start_push_stack, or call threaded_app()")
+        return self.extra[0]
 
     @property
     def running(self) -> bool:
         return all(handle.running for handle in [self.gateway, *self.extra, self.app])
 
 
-def start_push_stack(app_workers: int = 2, gateway_workers: int = 2, **config: str) -> PushStack:
+def start_push_stack(
+    app_workers: int = 2,
+    gateway_workers: int = 2,
+    *,
+    threaded_threads: int | None = None,
+    threaded_config: Mapping[str, str] | None = None,
+    **config: str,
+) -> PushStack:
     """PostgreSQL, then the app with ``app_workers`` gunicorn processes (it creates the tables),
-    then the gateway with ``gateway_workers`` processes; ``config``: the app's settings."""
+    then the gateway with ``gateway_workers`` processes; ``config``: the app's settings.
+
+    ``threaded_threads``: also start a waitress app process with that many threads
+    (``stack.threaded``), with ``threaded_config`` on top of the app's settings."""
     postgres = start_postgresql()
     try:
         database_url = postgres.create_database("lesson10")
@@ -193,20 +218,49 @@ def start_push_stack(app_workers: int = 2, gateway_workers: int = 2, **config: s
             reuse=False,
             timeout=120,
         )
-        gateway = start_server(
-            "push gateway",
-            "server.push",
-            ["--workers", str(gateway_workers), "--max-per-user", "0", "--max-connections", "20000"],
-            port=gateway_port,
-            identify=_identity("push"),
-            env={"DATABASE_URL": database_url, "SECRET_KEY": secret_key},
-            reuse=False,
-            timeout=120,
-        )
+        # The gateway and the threaded app need only the tables: start them side by side.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            gateway_start = pool.submit(_start_gateway, database_url, secret_key, gateway_port, gateway_workers)
+            threaded_start = (
+                pool.submit(_start_threaded, {**env, **(threaded_config or {})}, threaded_threads)
+                if threaded_threads
+                else None
+            )
+            gateway = gateway_start.result()
+            threaded = threaded_start.result() if threaded_start is not None else None
     except BaseException:
         postgres.stop()
         raise
-    return PushStack(postgres, database_url, secret_key, folder, app, gateway)
+    stack = PushStack(postgres, database_url, secret_key, folder, app, gateway, gateway_workers)
+    if threaded is not None:
+        stack.extra.append(threaded)
+    return stack
+
+
+def _start_threaded(env: Mapping[str, str], threads: int) -> ServerHandle:
+    return start_server(
+        "messaging app",
+        "server.messaging",
+        ["--threads", str(threads)],
+        port=None,
+        identify=_identity("messaging"),
+        env=env,
+        reuse=False,
+        timeout=120,
+    )
+
+
+def _start_gateway(database_url: str, secret_key: str, port: int, workers: int) -> ServerHandle:
+    return start_server(
+        "push gateway",
+        "server.push",
+        ["--workers", str(workers), "--max-per-user", "0", "--max-connections", "20000"],
+        port=port,
+        identify=_identity("push"),
+        env={"DATABASE_URL": database_url, "SECRET_KEY": secret_key},
+        reuse=False,
+        timeout=120,
+    )
 
 
 # -- many streams from one event loop ----------------------------------------------------------
@@ -290,20 +344,14 @@ class StreamFleet:
                 if item.get("name") == MARKER:
                     self.delays.append(now - item["data"]["sent"])
 
-        try:
-            if isinstance(connection, aiohttp.ClientWebSocketResponse):
-                async for message in connection:
-                    if message.type == aiohttp.WSMsgType.TEXT:
-                        record(message.data)
-                return
-            async for raw in connection.content:
-                if raw.startswith(b"data: "):
-                    record(raw[6:].decode())
-        finally:
-            if isinstance(connection, aiohttp.ClientWebSocketResponse):
-                await connection.close()
-            else:
-                connection.close()
+        if isinstance(connection, aiohttp.ClientWebSocketResponse):
+            async for message in connection:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    record(message.data)
+            return
+        async for raw in connection.content:
+            if raw.startswith(b"data: "):
+                record(raw[6:].decode())
 
     async def wait_for(self, deliveries: int, quiet: float = 5.0) -> int:
         """Until ``delays`` holds ``deliveries`` entries, or none came for ``quiet`` seconds."""
@@ -317,7 +365,7 @@ class StreamFleet:
         return len(self.delays)
 
     async def close(self) -> None:
-        """Close every stream (the gateway sees them go)."""
+        """Close every stream at once (closing the session drops every socket; the gateway sees them go)."""
         for _, _, task in self._held:
             task.cancel()
         await asyncio.gather(*(task for _, _, task in self._held), return_exceptions=True)
@@ -341,6 +389,34 @@ class HeldStreams:
             response.close()
         self.held = []
         await self.session.close()
+
+
+@contextlib.asynccontextmanager
+async def sse_ids(
+    session: aiohttp.ClientSession, url: str, tries: int = 20
+) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """Open an event stream at ``url`` (waiting out a 503 as its ``Retry-After`` says, at most
+    ``tries`` times); yields ``next_id()``, which returns the id of the stream's next event."""
+    for _ in range(tries):
+        response = await session.get(url)
+        if response.status != 503:
+            break
+        response.release()
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+    if response.status != 200:
+        response.release()
+        raise RuntimeError(f"{url} answered {response.status}")
+
+    async def next_id() -> int:
+        async for raw in response.content:
+            if raw.startswith(b"id: "):
+                return int(raw[4:])
+        raise EOFError(f"{url} ended before another event came")
+
+    try:
+        yield next_id
+    finally:
+        response.close()
 
 
 async def open_flask_streams(app_url: str, users: Sequence[SimUser]) -> HeldStreams:
