@@ -29,6 +29,7 @@ import concurrent.futures
 import contextlib
 import json
 import secrets
+import signal
 import tempfile
 import time
 import urllib.request
@@ -44,7 +45,7 @@ import psycopg
 from course.benchmarks.push import NAME as MARKER
 from course.benchmarks.push import create_users, resident_bytes, session_cookie
 from course.postgres_server import PostgreSQLServer, start_postgresql
-from course.servers import FAST_HASH, ServerHandle, free_port, start_server
+from course.servers import FAST_HASH, ServerHandle, ServerStartError, free_port, start_server
 from server.messaging.hub import NOTIFY_CHANNEL, notify_payload
 from server.push.serving import raise_open_file_limit
 from server.push.store import conninfo
@@ -143,14 +144,7 @@ class PushStack:
 
     def gateway_health(self) -> list[dict[str, Any]]:
         """``/healthz`` of each gateway worker (asked until every pid answered, at most 40 times)."""
-        seen: dict[int, dict[str, Any]] = {}
-        workers = self.gateway_workers
-        for _ in range(40):
-            with urllib.request.urlopen(self.gateway.url + "/healthz", timeout=5.0) as response:
-                info = json.load(response)
-            seen[int(info["pid"])] = info
-            if len(seen) >= workers:
-                break
+        seen = _worker_health(self.gateway.url, self.gateway_workers, tries=40)
         return [seen[pid] for pid in sorted(seen)]
 
     def restart_gateway(self, workers: int | None = None) -> None:
@@ -164,6 +158,9 @@ class PushStack:
     def stop(self) -> None:
         """Stop the gateway and every app process (at once), then PostgreSQL (its data is deleted)."""
         handles = [self.gateway, *self.extra, self.app]
+        if self.app.process is not None and self.app.process.poll() is None:
+            # gunicorn's quick shutdown (SIGTERM waits out its graceful timeout): the lesson is over.
+            self.app.process.send_signal(signal.SIGINT)
         with concurrent.futures.ThreadPoolExecutor(len(handles)) as pool:
             list(pool.map(lambda handle: handle.stop(30.0), handles))
         self.postgres.stop()
@@ -251,10 +248,35 @@ def _start_threaded(env: Mapping[str, str], threads: int) -> ServerHandle:
 
 
 def _start_gateway(database_url: str, secret_key: str, port: int, workers: int) -> ServerHandle:
+    """The gateway, once every one of its ``workers`` answers (the first alone makes ``start_server`` return)."""
+    handle = _launch_gateway(database_url, secret_key, port, workers)
+    deadline = time.monotonic() + 120
+    while len(_worker_health(handle.url, workers, tries=20)) < workers:
+        if time.monotonic() > deadline or not handle.running:
+            handle.stop()
+            raise ServerStartError(f"the gateway's {workers} workers did not all answer:\n{handle.output()}")
+        time.sleep(0.1)
+    return handle
+
+
+def _worker_health(url: str, workers: int, tries: int) -> dict[int, dict[str, Any]]:
+    """``/healthz`` by worker pid, asked ``tries`` times at most (each on a new connection,
+    which the kernel hands to any worker) or until ``workers`` pids answered."""
+    seen: dict[int, dict[str, Any]] = {}
+    for _ in range(tries):
+        with urllib.request.urlopen(url + "/healthz", timeout=5.0) as response:
+            info = json.load(response)
+        seen[int(info["pid"])] = info
+        if len(seen) >= workers:
+            break
+    return seen
+
+
+def _launch_gateway(database_url: str, secret_key: str, port: int, workers: int) -> ServerHandle:
     return start_server(
         "push gateway",
         "server.push",
-        ["--workers", str(workers), "--max-per-user", "0", "--max-connections", "20000"],
+        ["--workers", str(workers), "--max-per-user", "0"],
         port=port,
         identify=_identity("push"),
         env={"DATABASE_URL": database_url, "SECRET_KEY": secret_key},
@@ -363,6 +385,15 @@ class StreamFleet:
                 break
             await asyncio.sleep(0.05)
         return len(self.delays)
+
+    async def settle(self, stack: PushStack, within: float = 30.0) -> None:
+        """Until the gateway's workers report as many open streams as this fleet holds (``within`` s at most)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            health = await asyncio.to_thread(stack.gateway_health)
+            if sum(int(worker["connections"]) for worker in health) >= len(self):
+                return
+            await asyncio.sleep(0.1)
 
     async def close(self) -> None:
         """Close every stream at once (closing the session drops every socket; the gateway sees them go)."""
