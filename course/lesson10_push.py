@@ -11,7 +11,8 @@ process on the same database, served by waitress with few threads: lesson
 ``StreamFleet`` holds many streams to the gateway from the notebook's own
 event loop, half Server-Sent Events and half WebSockets, and records how long
 each marked notification took to arrive (the benchmark's writer marks them:
-``course.benchmarks.push.write_notifications``).
+``write_notifications``, with ``nearest_rank``, re-exported here from
+``course.benchmarks.push``, which owns them).
 
     stack = start_push_stack()
     users = stack.add_users(500)
@@ -43,7 +44,7 @@ import psutil
 import psycopg
 
 from course.benchmarks.push import NAME as MARKER
-from course.benchmarks.push import create_users, resident_bytes, session_cookie
+from course.benchmarks.push import create_users, nearest_rank, resident_bytes, session_cookie, write_notifications
 from course.postgres_server import PostgreSQLServer, start_postgresql
 from course.servers import FAST_HASH, ServerHandle, ServerStartError, free_port, start_server
 from server.messaging.hub import NOTIFY_CHANNEL, notify_payload
@@ -56,11 +57,13 @@ __all__ = [
     "PushStack",
     "SimUser",
     "StreamFleet",
+    "nearest_rank",
     "open_flask_streams",
     "sse_ids",
     "start_push_stack",
     "stored_notes",
     "write_notes",
+    "write_notifications",
 ]
 
 #: How many streams the fleet opens at once while it grows.
