@@ -266,12 +266,20 @@ def _worker_health(url: str, workers: int, tries: int) -> dict[int, dict[str, An
     """``/healthz`` by worker pid, asked ``tries`` times at most (each on a new connection,
     which the kernel hands to any worker) or until ``workers`` pids answered."""
     seen: dict[int, dict[str, Any]] = {}
+    failures: list[str] = []
     for _ in range(tries):
-        with urllib.request.urlopen(url + "/healthz", timeout=5.0) as response:
-            info = json.load(response)
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=30.0) as response:
+                info = json.load(response)
+        except (OSError, ValueError) as exc:  # a worker still starting, or a busy machine: ask again
+            failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.1)
+            continue
         seen[int(info["pid"])] = info
         if len(seen) >= workers:
             break
+    if not seen:
+        raise ConnectionError(f"no gateway worker answered {url}/healthz ({tries} tries; last: {failures[-1]})")
     return seen
 
 
