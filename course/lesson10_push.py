@@ -107,6 +107,7 @@ class PushStack:
     app: ServerHandle
     gateway: ServerHandle
     gateway_workers: int
+    gateway_args: tuple[str, ...] = ()
     extra: list[ServerHandle] = field(default_factory=list)
 
     def app_env(self, **config: str) -> dict[str, str]:
@@ -156,7 +157,9 @@ class PushStack:
         port, with ``workers`` processes (default: as many as before)."""
         self.gateway.stop(30.0)
         self.gateway_workers = workers or self.gateway_workers
-        self.gateway = _start_gateway(self.database_url, self.secret_key, self.gateway.port, self.gateway_workers)
+        self.gateway = _start_gateway(
+            self.database_url, self.secret_key, self.gateway.port, self.gateway_workers, self.gateway_args
+        )
 
     def stop(self) -> None:
         """Stop the gateway and every app process (at once), then PostgreSQL (its data is deleted)."""
@@ -186,13 +189,15 @@ def start_push_stack(
     *,
     threaded_threads: int | None = None,
     threaded_config: Mapping[str, str] | None = None,
+    gateway_args: Sequence[str] = (),
     **config: str,
 ) -> PushStack:
     """PostgreSQL, then the app with ``app_workers`` gunicorn processes (it creates the tables),
     then the gateway with ``gateway_workers`` processes; ``config``: the app's settings.
 
     ``threaded_threads``: also start a waitress app process with that many threads
-    (``stack.threaded``), with ``threaded_config`` on top of the app's settings."""
+    (``stack.threaded``), with ``threaded_config`` on top of the app's settings.
+    ``gateway_args``: more options of ``python -m server.push`` (e.g. ``("--recheck", "60")``)."""
     postgres = start_postgresql()
     try:
         database_url = postgres.create_database("lesson10")
@@ -220,7 +225,9 @@ def start_push_stack(
         )
         # The gateway and the threaded app need only the tables: start them side by side.
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            gateway_start = pool.submit(_start_gateway, database_url, secret_key, gateway_port, gateway_workers)
+            gateway_start = pool.submit(
+                _start_gateway, database_url, secret_key, gateway_port, gateway_workers, tuple(gateway_args)
+            )
             threaded_start = (
                 pool.submit(_start_threaded, {**env, **(threaded_config or {})}, threaded_threads)
                 if threaded_threads
@@ -231,7 +238,7 @@ def start_push_stack(
     except BaseException:
         postgres.stop()
         raise
-    stack = PushStack(postgres, database_url, secret_key, folder, app, gateway, gateway_workers)
+    stack = PushStack(postgres, database_url, secret_key, folder, app, gateway, gateway_workers, tuple(gateway_args))
     if threaded is not None:
         stack.extra.append(threaded)
     return stack
@@ -250,9 +257,11 @@ def _start_threaded(env: Mapping[str, str], threads: int) -> ServerHandle:
     )
 
 
-def _start_gateway(database_url: str, secret_key: str, port: int, workers: int) -> ServerHandle:
+def _start_gateway(
+    database_url: str, secret_key: str, port: int, workers: int, args: tuple[str, ...] = ()
+) -> ServerHandle:
     """The gateway, once every one of its ``workers`` answers (the first alone makes ``start_server`` return)."""
-    handle = _launch_gateway(database_url, secret_key, port, workers)
+    handle = _launch_gateway(database_url, secret_key, port, workers, args)
     deadline = time.monotonic() + 120
     while len(_worker_health(handle.url, workers, tries=20)) < workers:
         if time.monotonic() > deadline or not handle.running:
@@ -283,11 +292,11 @@ def _worker_health(url: str, workers: int, tries: int) -> dict[int, dict[str, An
     return seen
 
 
-def _launch_gateway(database_url: str, secret_key: str, port: int, workers: int) -> ServerHandle:
+def _launch_gateway(database_url: str, secret_key: str, port: int, workers: int, args: tuple[str, ...]) -> ServerHandle:
     return start_server(
         "push gateway",
         "server.push",
-        ["--workers", str(workers), "--max-per-user", "0"],
+        ["--workers", str(workers), "--max-per-user", "0", *args],
         port=port,
         identify=_identity("push"),
         env={"DATABASE_URL": database_url, "SECRET_KEY": secret_key},

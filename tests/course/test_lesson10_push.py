@@ -27,6 +27,7 @@ def stack() -> Iterator[PushStack]:
         NOTIFY_RECHECK_SECONDS="30",  # only a NOTIFY can wake a waiting stream in these tests
         threaded_threads=12,
         threaded_config={"NOTIFY_LISTEN": "0"},
+        gateway_args=("--recheck", "3600"),  # and the gateway's only way to hear of a write is its NOTIFY
     )
     yield started
     started.stop()
@@ -93,10 +94,10 @@ def test_a_note_reaches_a_gateway_stream_through_notify(stack: PushStack) -> Non
         async with aiohttp.ClientSession(headers=user.headers) as session:
             await write_notes(stack.database_url, user.user_id, 1)
             async with sse_ids(session, f"{stack.gateway.url}/stream") as next_id:
-                first = await next_id()
+                first = await asyncio.wait_for(next_id(), 30.0)  # a guard, not a timing assertion
                 await write_notes(stack.database_url, user.user_id, 1)
-                # The stream's re-check is 5 s away: only the NOTIFY can bring it this soon.
-                second = await asyncio.wait_for(next_id(), 4.0)
+                # The gateway re-checks once an hour: only the NOTIFY can bring it (30 s: a guard).
+                second = await asyncio.wait_for(next_id(), 30.0)
         return first, second
 
     assert asyncio.run(run()) == (1, 2)
@@ -111,7 +112,7 @@ def test_a_message_through_the_app_reaches_the_threaded_app_only_at_its_recheck(
                 await notify.login(session, stack.app.url, name, "a long password")
             await notify.send_message(alice, stack.app.url, "bob10", "one")
             async with sse_ids(bob, f"{stack.threaded.url}/notifications/stream") as next_id:
-                await next_id()
+                await asyncio.wait_for(next_id(), 30.0)  # what bob had: the stream works
                 await notify.send_message(alice, stack.app.url, "bob10", "two")
                 try:
                     await asyncio.wait_for(next_id(), 3.0)
