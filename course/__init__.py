@@ -38,6 +38,8 @@ The async client framework (lesson B), one idea per module:
 
 Beyond one process (lesson 11; lesson 10's push gateway is ``server.push``):
 
+- ``course.lesson10_push`` lesson 10's stack: PostgreSQL, the app under gunicorn, the
+  push gateway, and fleets of SSE/WebSocket streams
 - ``course.redis_server`` a throwaway Redis for tests and notebooks
 - ``course.postgres_server`` a throwaway PostgreSQL for tests, benchmarks and lesson 10
 - ``course.shared_limit`` ``SharedRateLimiter``: one budget for many processes (GCRA in Redis)
