@@ -46,7 +46,7 @@ import psycopg
 from course.benchmarks.push import NAME as MARKER
 from course.benchmarks.push import create_users, nearest_rank, resident_bytes, session_cookie, write_notifications
 from course.postgres_server import PostgreSQLServer, start_postgresql
-from course.servers import FAST_HASH, ServerHandle, ServerStartError, free_port, start_server
+from course.servers import FAST_HASH, ServerHandle, ServerStartError, free_port, json_identity, start_server
 from server.messaging.hub import NOTIFY_CHANNEL, notify_payload
 from server.push.serving import raise_open_file_limit
 from server.push.store import conninfo
@@ -68,20 +68,6 @@ __all__ = [
 
 #: How many streams the fleet opens at once while it grows.
 OPEN_AT_ONCE = 100
-
-
-def _identity(kind: str) -> Callable[[str], dict[str, Any] | None]:
-    """``identify`` for ``start_server``: the server's ``/healthz`` when it is a ``kind`` server."""
-
-    def identify(url: str) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1.0) as response:
-                info = json.load(response)
-        except (OSError, ValueError):
-            return None
-        return info if isinstance(info, dict) and info.get("server") == kind else None
-
-    return identify
 
 
 @dataclass(frozen=True)
@@ -218,7 +204,7 @@ def start_push_stack(
             "server.messaging",
             ["--workers", str(app_workers)],
             port=None,
-            identify=_identity("messaging"),
+            identify=json_identity("/healthz", "messaging"),
             env=env,
             reuse=False,
             timeout=120,
@@ -250,7 +236,7 @@ def _start_threaded(env: Mapping[str, str], threads: int) -> ServerHandle:
         "server.messaging",
         ["--threads", str(threads)],
         port=None,
-        identify=_identity("messaging"),
+        identify=json_identity("/healthz", "messaging"),
         env=env,
         reuse=False,
         timeout=120,
@@ -298,7 +284,7 @@ def _launch_gateway(database_url: str, secret_key: str, port: int, workers: int,
         "server.push",
         ["--workers", str(workers), "--max-per-user", "0", *args],
         port=port,
-        identify=_identity("push"),
+        identify=json_identity("/healthz", "push"),
         env={"DATABASE_URL": database_url, "SECRET_KEY": secret_key},
         reuse=False,
         timeout=120,

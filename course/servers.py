@@ -46,6 +46,7 @@ __all__ = [
     "ServerHandle",
     "ServerStartError",
     "free_port",
+    "json_identity",
     "proxied_url",
     "start_messaging_app",
     "start_mock_api",
@@ -279,7 +280,10 @@ atexit.register(stop_all)
 # -- the course's two servers ------------------------------------------------
 
 
-def _json_identity(path: str, kind: str) -> Callable[[str], dict[str, Any] | None]:
+def json_identity(path: str, kind: str) -> Callable[[str], dict[str, Any] | None]:
+    """An ``identify`` for ``start_server``: the JSON at ``url + path`` when its ``"server"`` is ``kind``
+    (so a server of another kind on the port is not taken for ours), else None."""
+
     def identify(url: str) -> dict[str, Any] | None:
         try:
             with urllib.request.urlopen(url + path, timeout=1.0) as response:
@@ -316,7 +320,7 @@ def start_mock_api(
         args,
         host=host,
         port=port,
-        identify=_json_identity("/_info", "mockapi"),
+        identify=json_identity("/_info", "mockapi"),
         timeout=timeout,
         reuse=reuse,
         port_variable=MOCK_API_PORT_VARIABLE if port == MOCK_API_PORT else None,
@@ -375,7 +379,7 @@ def start_messaging_app(
         "server.messaging",
         host=host,
         port=port,
-        identify=_json_identity("/healthz", "messaging"),
+        identify=json_identity("/healthz", "messaging"),
         env=env,
         timeout=timeout,
         reuse=reuse,

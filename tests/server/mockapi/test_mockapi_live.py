@@ -13,7 +13,7 @@ import urllib.request
 import aiohttp
 import pytest
 
-from course.servers import _json_identity, start_server
+from course.servers import json_identity, start_server
 
 
 async def _hammer(
@@ -107,7 +107,7 @@ def _emails(url: str, ids: range) -> list[str]:
 
 @pytest.mark.slow
 def test_emails_are_identical_across_processes_and_hash_seeds(live_api):
-    identify = _json_identity("/_info", "mockapi")
+    identify = json_identity("/_info", "mockapi")
     ids = range(0, 1000, 37)
     other = start_server(
         "mock API", "server.mockapi", ["--seed", "0"], port=None, identify=identify, env={"PYTHONHASHSEED": "12345"}
@@ -124,7 +124,7 @@ def test_emails_are_identical_across_processes_and_hash_seeds(live_api):
 
 def test_logs_where_it_serves_and_stops_cleanly_on_sigterm():
     handle = start_server(
-        "mock API", "server.mockapi", ["--items", "10"], port=None, identify=_json_identity("/_info", "mockapi")
+        "mock API", "server.mockapi", ["--items", "10"], port=None, identify=json_identity("/_info", "mockapi")
     )
     handle.process.send_signal(signal.SIGTERM)
     code = handle.process.wait(60)  # generous: the machine may be busy
@@ -134,7 +134,7 @@ def test_logs_where_it_serves_and_stops_cleanly_on_sigterm():
 
 
 def test_stops_cleanly_on_sigint():
-    handle = start_server("mock API", "server.mockapi", [], port=None, identify=_json_identity("/_info", "mockapi"))
+    handle = start_server("mock API", "server.mockapi", [], port=None, identify=json_identity("/_info", "mockapi"))
     handle.process.send_signal(signal.SIGINT)
     code = handle.process.wait(60)
     assert code == 0 and "stopped" in handle.output(), handle.output()
