@@ -51,12 +51,12 @@ exclude_patterns = [".git", ".venv", "build", "learner", "**/node_modules", "**/
 # The lessons are read with their committed outputs, never executed.
 nb_execution_mode = "off"
 # Widgets (the progress bars) cannot run on a static page: the lessons are
-# read by site_widgets.read_notebook, which draws each widget as plain HTML
+# read by notebook_widgets.read_notebook (tools/), which draws each widget as plain HTML
 # from the notebook's saved widget state (the finished bar); one it cannot
 # draw shows its text form rather than an empty placeholder. The widget
 # manager's scripts, which myst-nb would load from a CDN, are not used.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-nb_custom_formats = {".ipynb": "site_widgets.read_notebook"}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+nb_custom_formats = {".ipynb": "notebook_widgets.read_notebook"}
 nb_ipywidgets_js: dict[str, dict[str, str]] = {}
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 # A notebook's `text/markdown` output is shown as Markdown (the exercises'

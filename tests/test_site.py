@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -25,14 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
+import notebook_widgets
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_VIEW = notebook_widgets.WIDGET_VIEW
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 # Every proxy variable a downloader may read, pointing at port 9 (discard) on
 # this machine, where nothing listens: a download attempt fails at once.
@@ -269,15 +268,6 @@ def test_lesson_page_shows_progress_bars_as_they_finished(notebook: Path, site: 
     assert not missing, f"{notebook.name}: progress bars (value, max) not drawn on its page: {sorted(missing)}"
 
 
-def _load_site_widgets() -> ModuleType:
-    """docs/site_widgets.py, the site's notebook reader (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("site_widgets", ROOT / "docs" / "site_widgets.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _notebook_with_widget(models: Mapping[str, object]) -> dict[str, object]:
     output = {
         "output_type": "display_data",
@@ -300,13 +290,12 @@ def _notebook_with_widget(models: Mapping[str, object]) -> dict[str, object]:
 
 
 def test_widgets_are_drawn_from_saved_state_and_undrawable_ones_keep_their_text() -> None:
-    site_widgets = _load_site_widgets()
     models = {
         "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_label", "IPY_MODEL_progress"]}},
         "label": {"model_name": "HTMLModel", "state": {"value": "fetch: 100% &lt;done&gt;"}},
         "progress": {"model_name": "IntProgressModel", "state": {"value": 5, "min": 1, "max": 5}},
     }
-    drawn = site_widgets.read_notebook(json.dumps(_notebook_with_widget(models)))
+    drawn = notebook_widgets.read_notebook(json.dumps(_notebook_with_widget(models)))
     data = drawn.cells[0].outputs[0].data
     assert WIDGET_VIEW not in data
     assert "fetch: 100% &lt;done&gt;" in data["text/html"]
@@ -314,5 +303,5 @@ def test_widgets_are_drawn_from_saved_state_and_undrawable_ones_keep_their_text(
     assert "widgets" not in drawn.metadata, "the saved state would be embedded in the page for nothing"
 
     for unknown in ({}, {**models, "progress": {"model_name": "SliderModel", "state": {}}}):
-        kept = site_widgets.read_notebook(json.dumps(_notebook_with_widget(unknown))).cells[0].outputs[0].data
+        kept = notebook_widgets.read_notebook(json.dumps(_notebook_with_widget(unknown))).cells[0].outputs[0].data
         assert WIDGET_VIEW in kept and "text/html" not in kept, "an undrawable widget should keep its text form"

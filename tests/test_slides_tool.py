@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import notebook_widgets
 
 import slides
 
@@ -93,14 +94,14 @@ def test_a_progress_bar_widget_becomes_static_html():
     }
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("bar()", outputs=[
         nbformat.v4.new_output("display_data", data={
-            slides.WIDGET_VIEW: {"model_id": "box", "version_major": 2, "version_minor": 0},
+            notebook_widgets.WIDGET_VIEW: {"model_id": "box", "version_major": 2, "version_minor": 0},
             "text/plain": "  0%|  | 0/3",
         }),
     ])])
-    nb.metadata["widgets"] = {slides.WIDGET_STATE: {"state": state, "version_major": 2, "version_minor": 0}}
+    nb.metadata["widgets"] = {notebook_widgets.WIDGET_STATE: {"state": state, "version_major": 2, "version_minor": 0}}
     slides.freeze_widgets(nb)
     data = nb.cells[0].outputs[0].data
-    assert slides.WIDGET_VIEW not in data and "widgets" not in nb.metadata
+    assert notebook_widgets.WIDGET_VIEW not in data and "widgets" not in nb.metadata
     assert "runs: 100%" in data["text/html"] and '<progress value="3.0" max="3.0">' in data["text/html"]
 
 

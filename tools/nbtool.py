@@ -53,6 +53,7 @@ import nbformat
 import zmq
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from notebook_widgets import WIDGET_STATE, WIDGET_VIEW
 from traitlets.config import Config
 
 import slides  # tools/slides.py: the slide layout lives there
@@ -105,8 +106,6 @@ def write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
     path.write_text(notebook_text(nb), encoding="utf-8")
 
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 #: tqdm's notebook bar: a label, the bar, the counts (``tqdm.notebook.TqdmHBox``).
 BAR_PARTS = ("HTMLModel", "FloatProgressModel", "HTMLModel")
 BAR_WIDTH = 10

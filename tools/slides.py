@@ -59,6 +59,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import notebook_widgets
+from notebook_widgets import WIDGET_VIEW
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -375,48 +377,12 @@ def layout_file(path: Path, *, check: bool = False) -> bool:
 # build: offline decks
 # --------------------------------------------------------------------------
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-
-
-def widget_html(model_id: str, state: dict[str, Any]) -> str | None:
-    """Static HTML for a saved widget (a tqdm bar: an HBox of HTML, progress, HTML), or None."""
-    model = state.get(model_id)
-    if model is None:
-        return None
-    name, values = model.get("model_name", ""), model.get("state", {})
-    if name in ("HBoxModel", "VBoxModel"):
-        parts = []
-        for child in values.get("children", []):
-            part = widget_html(str(child).removeprefix("IPY_MODEL_"), state)
-            if part is None:
-                return None
-            parts.append(part)
-        direction = "row" if name == "HBoxModel" else "column"
-        style = f"display:flex;flex-direction:{direction};gap:0.5em"
-        return f'<div class="course-widget" style="{style}">{"".join(parts)}</div>'
-    if name == "HTMLModel":
-        return f"<span>{values.get('value', '')}</span>"
-    if name == "LabelModel":
-        return f"<span>{html.escape(str(values.get('value', '')))}</span>"
-    if name in ("FloatProgressModel", "IntProgressModel"):
-        return f'<progress value="{values.get("value", 0)}" max="{values.get("max", 100)}"></progress>'
-    return None
-
-
 def freeze_widgets(nb: nbformat.NotebookNode) -> None:
     """Replace each widget output by static HTML of its saved state (or its text), so no widget manager is needed."""
-    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    notebook_widgets.draw_widgets(nb)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if WIDGET_VIEW not in data:
-                continue
-            static = widget_html(data[WIDGET_VIEW].get("model_id", ""), state)
-            del data[WIDGET_VIEW]
-            if static is not None:
-                data["text/html"] = static
-    nb.metadata.pop("widgets", None)
+            output.get("data", {}).pop(WIDGET_VIEW, None)  # one that could not be drawn keeps its text form
 
 
 NBVAL_MARKER = re.compile(r"^# NBVAL_\w+[^\n]*\n?", re.MULTILINE)

@@ -1,10 +1,11 @@
-"""Read a lesson for the website, with its widgets drawn as plain HTML.
+"""Widgets drawn as plain HTML from a notebook's saved state: for the website and the slide decks.
 
 A widget output (a tqdm progress bar in JupyterLab) is stored as a reference
 to a model in the notebook's saved widget state, plus a text form captured
 when the widget was first shown (``0%| 0/3``). A static site cannot run the
 widget manager, so :func:`read_notebook` (myst-nb's reader for ``.ipynb``,
-set in ``conf.py``) draws each widget from its saved state instead: boxes
+set in ``docs/conf.py``; and ``tools/slides.py`` for the offline decks) draws
+each widget from its saved state instead: boxes
 become flex rows or columns, HTML and label widgets their text, progress
 widgets a ``<progress>`` element, so a page shows the finished bar the lesson
 ended with. A widget it cannot draw keeps its text form.
@@ -38,7 +39,7 @@ def _draw(model_id: str, models: dict[str, Any]) -> str:
         direction = "column" if kind == "VBoxModel" else "row"
         children = "".join(_draw(child, models) for child in state.get("children", []))
         style = f"display:flex;flex-direction:{direction};align-items:center;gap:0.5em"
-        return f'<div class="widget-static" style="{style}">{children}</div>'
+        return f'<div class="course-widget" style="{style}">{children}</div>'
     if kind in ("HTMLModel", "HTMLMathModel"):
         # The widget's value is HTML already (tqdm's text, with its own escapes).
         return f"<div>{label}{state.get('value', '')}</div>"
@@ -47,7 +48,7 @@ def _draw(model_id: str, models: dict[str, Any]) -> str:
     if kind in ("FloatProgressModel", "IntProgressModel"):
         low, high, value = state.get("min", 0), state.get("max", 100), state.get("value", 0)
         return f'<div>{label}<progress value="{value - low}" max="{high - low}">{value}/{high}</progress></div>'
-    raise UndrawableWidget(f"widget {model_id} is a {kind}, which the site does not draw")
+    raise UndrawableWidget(f"widget {model_id} is a {kind}, which is not drawn here")
 
 
 def draw_widgets(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
