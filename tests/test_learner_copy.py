@@ -43,11 +43,19 @@ def test_no_output_and_no_solution_call_left_active(learner):
             assert not active, f"{path.name}: a solution would run: {active}"
 
 
-def test_the_copy_keeps_every_cell_and_every_exercise(learner):
+def is_speaker_notes(cell: nbformat.NotebookNode) -> bool:
+    return cell.metadata.get("slideshow", {}).get("slide_type") == "notes"
+
+
+def test_the_copy_keeps_every_cell_but_the_speaker_notes_and_every_exercise(learner):
     for original in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         source = nbformat.read(original, as_version=4)
         copy = nbformat.read(learner / original.name, as_version=4)
-        assert [c.cell_type for c in copy.cells] == [c.cell_type for c in source.cells]
+        assert not any(is_speaker_notes(c) for c in copy.cells), f"{original.name}: speaker notes in the learners' copy"
+        assert [c.source for c in copy.cells if c.cell_type == "markdown"] == [
+            c.source for c in source.cells if c.cell_type == "markdown" and not is_speaker_notes(c)
+        ]
+        assert [c.cell_type for c in copy.cells] == [c.cell_type for c in source.cells if not is_speaker_notes(c)]
         checks = lambda nb: [line for c in nb.cells for line in c.source.splitlines() if ".check(" in line]  # noqa: E731
         assert checks(copy) == checks(source), f"{original.name}: an exercise's check was lost"
         solutions = [line for c in source.cells for line in c.source.splitlines() if SOLUTION.search(line)]

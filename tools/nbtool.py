@@ -209,8 +209,9 @@ def hide_solutions(source: str) -> str:
 
 
 def learner_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The learners' edition of a lesson: no outputs, solutions commented out."""
+    """The learners' edition of a lesson: no outputs, solutions commented out, no speaker notes."""
     copy = nbformat.from_dict(nb)
+    copy.cells = [cell for cell in copy.cells if cell.metadata.get("slideshow", {}).get("slide_type") != "notes"]
     for cell in copy.cells:
         if cell.cell_type == "code":
             cell.source = hide_solutions(cell.source)
