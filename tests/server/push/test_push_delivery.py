@@ -9,30 +9,11 @@ only once an hour, so what arrives here arrived by that NOTIFY.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from push_helpers import EventReader, Person, app_notifications, send, sign_up
-
-from course.servers import ServerHandle
+from push_helpers import EventReader, app_notifications, send
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def people(messaging_app: ServerHandle, database_url: str) -> AsyncIterator[tuple[Person, Person]]:
-    alice = await sign_up(messaging_app.url, database_url, "alice")
-    bob = await sign_up(messaging_app.url, database_url, "bob")
-    yield alice, bob
-    await alice.session.close()
-    await bob.session.close()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_sse_delivers_what_the_app_committed_in_the_app_s_event_format(
