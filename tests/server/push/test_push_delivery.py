@@ -146,3 +146,23 @@ async def test_unknown_paths_and_methods_are_json_errors(gateway, client):
     async with client.get(f"{gateway.url}/ws") as response:  # no upgrade, and no cookie
         assert response.status in (400, 401)
         assert "error" in await response.json()
+
+
+async def test_a_stream_owed_nothing_costs_no_read_and_still_gets_the_next_message(
+    start_gateway, messaging_app, database_url, people, client
+):
+    alice, bob = people
+    await send(messaging_app.url, database_url, alice, bob)
+    (latest,) = await app_notifications(messaging_app.url, bob)
+    gateway = start_gateway("--recheck", "3600")  # its own: /healthz counts this process's reads
+    up_to_date = {**bob.headers, "Last-Event-ID": str(latest["id"])}
+    async with client.get(f"{gateway.url}/stream", headers=up_to_date) as current:
+        current_events = EventReader(current)
+        await current_events.next()  # held now
+        async with client.get(f"{gateway.url}/healthz") as health:
+            assert (await health.json())["reads"] == 0  # its cursor was the newest: nothing to read
+        async with client.get(f"{gateway.url}/stream", headers=bob.headers) as behind:  # from 0: owed one
+            assert json.loads((await EventReader(behind).next_data()).fields["data"]) == latest
+        await send(messaging_app.url, database_url, alice, bob)
+        event = await current_events.next_data()
+    assert int(event.fields["id"]) == latest["id"] + 1
