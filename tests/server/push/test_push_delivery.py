@@ -163,6 +163,8 @@ async def test_a_stream_owed_nothing_costs_no_read_and_still_gets_the_next_messa
             assert (await health.json())["reads"] == 0  # its cursor was the newest: nothing to read
         async with client.get(f"{gateway.url}/stream", headers=bob.headers) as behind:  # from 0: owed one
             assert json.loads((await EventReader(behind).next_data()).fields["data"]) == latest
+        async with client.get(f"{gateway.url}/healthz") as health:
+            assert (await health.json())["reads"] == 1  # that one, and none for the stream up to date
         await send(messaging_app.url, database_url, alice, bob)
         event = await current_events.next_data()
     assert int(event.fields["id"]) == latest["id"] + 1
