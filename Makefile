@@ -99,11 +99,12 @@ test: lint chromium postgresql redis
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) postgresql
 	$(BIN)/python -m course.benchmarks.mockapi
 	$(BIN)/python -m course.benchmarks.messaging
 	$(BIN)/python -m course.bench
 	$(BIN)/python -m course.benchmarks.fleet
+	$(BIN)/python -m course.benchmarks.push
 
 # The learners' copy of the lessons, to hand out: learner/ (not committed).
 learner: $(STAMP)

@@ -29,17 +29,18 @@ program with a one-line error and exit status 2.
 from __future__ import annotations
 
 import argparse
-import errno
 import ipaddress
 import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any
 
 from flask import Flask
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from server.cli import USAGE_ERROR, OneLineParser, bind_error, raise_open_file_limit, whole_number
 
 from . import ConfigError, create_app
 from .extensions import db
@@ -47,7 +48,6 @@ from .seed import seed_demo
 
 log = logging.getLogger("server.messaging")
 
-USAGE_ERROR = 2
 MAX_THREADS = 4096
 MAX_WORKERS = 64
 #: Seconds gunicorn's workers get to finish their requests on shutdown (long polls
@@ -67,68 +67,48 @@ class UsageError(Exception):
     """A command-line argument or setting the program cannot use."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _whole_number(low: int, high: int, meaning: str = "") -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}{meaning}")
-        return value
-
-    return parse
-
-
-def _parser() -> _Parser:
-    parser = _Parser(prog="python -m server.messaging", description=__doc__.split("\n\n")[0])
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m server.messaging", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port",
-        type=_whole_number(0, 65535, " (0: any free port)"),
+        type=whole_number(0, 65535, " (0: any free port)"),
         default=5000,
         help="port, 1-65535, or 0 for any free port (the log says which); default 5000",
     )
     parser.add_argument(
         "--threads",
-        type=_whole_number(1, MAX_THREADS),
+        type=whole_number(1, MAX_THREADS),
         default=None,
         help=f"worker threads, 1-{MAX_THREADS}; each open long poll or stream holds one "
         f"(default {DEFAULT_THREADS}, or $MESSAGING_THREADS)",
     )
     parser.add_argument(
         "--connection-limit",
-        type=_whole_number(*CONNECTION_LIMITS),
+        type=whole_number(*CONNECTION_LIMITS),
         default=None,
         help=f"open connections accepted at once (default {DEFAULT_CONNECTION_LIMIT}, or "
         "$MESSAGING_CONNECTION_LIMIT; lowered to what the open-file limit allows)",
     )
     parser.add_argument(
         "--idle-timeout",
-        type=_whole_number(*IDLE_TIMEOUTS),
+        type=whole_number(*IDLE_TIMEOUTS),
         default=None,
         help=f"seconds before a connection with no request running is closed (default {DEFAULT_IDLE_TIMEOUT}, "
         "or $MESSAGING_IDLE_TIMEOUT)",
     )
     parser.add_argument(
         "--workers",
-        type=_whole_number(1, MAX_WORKERS),
+        type=whole_number(1, MAX_WORKERS),
         default=None,
         help=f"serve with gunicorn in this many processes, 1-{MAX_WORKERS}, each with --threads threads "
         "(more than 1 needs DATABASE_URL on PostgreSQL); default: one waitress process",
     )
-    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", parser_class=OneLineParser)
     seed = commands.add_parser("seed-demo", help="create users user1..userN (password 'password') and messages")
-    seed.add_argument("--users", type=_whole_number(1, 100_000), default=5, help="how many users (default 5)")
-    seed.add_argument("--messages", type=_whole_number(0, 1_000_000), default=20, help="how many messages (default 20)")
-    seed.add_argument("--seed", type=_whole_number(0, 2**63 - 1), default=0, help="random seed (default 0)")
+    seed.add_argument("--users", type=whole_number(1, 100_000), default=5, help="how many users (default 5)")
+    seed.add_argument("--messages", type=whole_number(0, 1_000_000), default=20, help="how many messages (default 20)")
+    seed.add_argument("--seed", type=whole_number(0, 2**63 - 1), default=0, help="random seed (default 0)")
     return parser
 
 
@@ -209,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
             ident="messaging",
         )
     except OSError as exc:
-        raise UsageError(_bind_error(args.host, args.port, exc)) from None
+        raise UsageError(bind_error(args.host, args.port, exc)) from None
     if isinstance(server, MultiSocketServer):
         listening = list(server.effective_listen)
     else:
@@ -295,7 +275,7 @@ def _from_env(given: int | None, variable: str, default: int, low: int, high: in
         return given
     text = os.environ.get(variable, str(default))
     try:
-        return _whole_number(low, high)(text)
+        return whole_number(low, high)(text)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"{variable}={text!r}: {exc}") from None
 
@@ -321,20 +301,9 @@ def _connection_limit(wanted: int, threads: int) -> int:
     Raises the soft ``RLIMIT_NOFILE`` as far as the hard one allows, as
     servers commonly do (the usual soft default, 1024, is far too low).
     """
-    try:
-        import resource
-    except ImportError:  # Windows: no such limit to raise
-        return wanted
     needed = wanted + 3 * threads + _FILE_RESERVE  # a SQLite connection per thread: 3 files
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if soft == resource.RLIM_INFINITY or soft >= needed:
+    soft = raise_open_file_limit(needed)
+    if soft >= needed:
         return wanted
     allowed = max(1, soft - 3 * threads - _FILE_RESERVE)
     log.warning(
@@ -357,17 +326,7 @@ def _check_can_listen(host: str, port: int) -> None:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
                 probe.bind(address)
     except OSError as exc:
-        raise UsageError(_bind_error(host, port, exc)) from None
-
-
-def _bind_error(host: str, port: int, exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return f"port {port} on {host} is in use: stop the program using it, or pick another --port"
-    if exc.errno == errno.EACCES:
-        return f"not allowed to listen on port {port} of {host}: pick a port above 1023"
-    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on --host {host}: not an address of this machine ({exc.strerror or exc})"
-    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise UsageError(bind_error(host, port, exc)) from None
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+
+from server.cli import OneLineParser
 
 from .app import MAX_ITEMS, MockConfig, make_app
 from .scenario import MAX_SCENARIO_BYTES, MAX_SEED, Scenario, ScenarioError, ScenarioTextError, short_repr, shorten
@@ -21,13 +22,6 @@ from .serve import serve
 log = logging.getLogger("server.mockapi")
 
 PROG = "python -m server.mockapi"
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr (no usage block), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
 
 
 def _whole_number(low: int, high: int) -> Callable[[str], int]:
@@ -68,7 +62,7 @@ def _scenario(text: str) -> Scenario:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog=PROG,
         description="The course's mock items API: /, /items, /items/{id}, plus scenarios of faults.",
     )

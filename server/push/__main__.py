@@ -25,9 +25,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import NoReturn
 
 import psycopg
+
+from server.cli import USAGE_ERROR, OneLineParser, whole_number
 
 from .serving import BindError, bind, run_worker, supervise
 from .settings import (
@@ -42,7 +43,6 @@ from .store import conninfo
 
 log = logging.getLogger("server.push")
 
-USAGE_ERROR = 2
 DATABASE_ERROR = 1
 MAX_WORKERS = 64
 
@@ -53,24 +53,6 @@ class UsageError(Exception):
 
 class DatabaseUnusable(Exception):
     """The database does not answer, or lacks the app's tables."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _whole_number(low: int, high: int, meaning: str = "") -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}{meaning}")
-        return value
-
-    return parse
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
@@ -86,31 +68,31 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def _parser() -> _Parser:
+def _parser() -> OneLineParser:
     defaults = Settings(database_url="", secret_key="")
-    parser = _Parser(prog="python -m server.push", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m server.push", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port",
-        type=_whole_number(0, 65535, " (0: any free port)"),
+        type=whole_number(0, 65535, " (0: any free port)"),
         default=defaults.port,
         help=f"port, 1-65535, or 0 for any free port (the log says which); default {defaults.port}",
     )
     parser.add_argument(
         "--workers",
-        type=_whole_number(1, MAX_WORKERS),
+        type=whole_number(1, MAX_WORKERS),
         default=1,
         help=f"processes on the port, 1-{MAX_WORKERS} (default 1)",
     )
     parser.add_argument(
         "--max-connections",
-        type=_whole_number(1, 1_000_000),
+        type=whole_number(1, 1_000_000),
         default=defaults.max_connections,
         help=f"open streams per process; more get 503 + Retry-After (default {defaults.max_connections})",
     )
     parser.add_argument(
         "--max-per-user",
-        type=_whole_number(0, 1_000_000),
+        type=whole_number(0, 1_000_000),
         default=defaults.max_per_user,
         help=f"open streams of one user per process; more get 429 (default {defaults.max_per_user}; 0: no cap)",
     )
@@ -128,7 +110,7 @@ def _parser() -> _Parser:
     )
     parser.add_argument(
         "--retry-ms",
-        type=_whole_number(0, 3_600_000),
+        type=whole_number(0, 3_600_000),
         default=defaults.retry_ms,
         help=f"reconnection delay told to EventSource, ms (default {defaults.retry_ms})",
     )
@@ -140,7 +122,7 @@ def _parser() -> _Parser:
     )
     parser.add_argument(
         "--pool-size",
-        type=_whole_number(1, 100),
+        type=whole_number(1, 100),
         default=defaults.pool_size,
         help=f"database connections for reads per process (default {defaults.pool_size})",
     )

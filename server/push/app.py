@@ -40,7 +40,7 @@ from server.messaging.models import MAX_CURSOR
 from .fanout import Fanout, Subscriber
 from .sessions import SESSION_COOKIE, SessionReader
 from .settings import ConfigError, Settings, parse_origin
-from .store import Listener, Store
+from .store import Listener, SessionUser, Store
 
 __all__ = ["RECONNECT_MS", "SERVICE_RESTART", "SIGNED_OUT", "Gateway"]
 
@@ -82,7 +82,7 @@ class Gateway:
         self.store = Store(settings.database_url, settings.pool_size)
         self.fanout = Fanout(self.store)
         self.seats = Seats(settings.max_connections, settings.max_per_user or None)
-        self.listener = Listener(settings.database_url, self.fanout.wake, self.fanout.wake_all)
+        self.listener = Listener(settings.database_url, self.fanout.heard, self.fanout.wake_all)
         self.closing = False
         self._handlers_done = asyncio.Event()
         self._handlers_done.set()
@@ -136,25 +136,27 @@ class Gateway:
             raise Refused(403, f"origin {origin!r} may not open streams here")
         return origin
 
-    async def _user(self, request: web.Request) -> tuple[int, str]:
+    async def _user(self, request: web.Request) -> tuple[SessionUser, str]:
         token = self.sessions.session_token(request.cookies.get(SESSION_COOKIE))
         if token is None:
             raise Refused(401, "not logged in: sign in at the messaging app (no valid session cookie)")
         try:
-            user_id = await self.store.user_for_token(token)
+            user = await self.store.session_user(token)
         except Exception as exc:  # any database failure is a 503 here
             log.warning("cannot look up a session: %s", exc)
             raise Refused(503, "the database does not answer; retry shortly", FULL_RETRY_AFTER) from None
-        if user_id is None:
+        if user is None:
             raise Refused(401, "this session was signed out: sign in again at the messaging app")
-        return user_id, token
+        return user, token
 
-    async def _admit(self, request: web.Request, cursor: int) -> Subscriber:
+    async def _admit(self, request: web.Request, cursor: int) -> tuple[Subscriber, int]:
+        """A seat for the request's user (or Refused); its stream, and the user's newest cursor."""
         if self.closing:
             raise Refused(503, "the gateway is restarting; reconnect shortly", 1)
         if self.seats.held() >= self.settings.max_connections:
             raise Refused(503, FULL_MESSAGE, FULL_RETRY_AFTER)
-        user_id, token = await self._user(request)
+        user, token = await self._user(request)
+        user_id = user.user_id
         try:
             self.seats.take(user_id)
         except NoSeat as refusal:
@@ -168,7 +170,7 @@ class Gateway:
             raise Refused(503, FULL_MESSAGE, FULL_RETRY_AFTER) from None
         self._handlers_done.clear()
         transport = "ws" if request.path == "/ws" else "sse"
-        return Subscriber(user_id, cursor, transport, session_token=token)
+        return Subscriber(user_id, cursor, transport, session_token=token), user.counter
 
     def _release(self, subscriber: Subscriber) -> None:
         self.fanout.unsubscribe(subscriber)
@@ -185,7 +187,7 @@ class Gateway:
             cursor = _cursor("Last-Event-ID", request.headers.get("Last-Event-ID"))
             if cursor is None:
                 cursor = _cursor("after", request.query.get("after"))
-            subscriber = await self._admit(request, cursor or 0)
+            subscriber, newest = await self._admit(request, cursor or 0)
         except Refused as refusal:
             return _with_cors(refusal.response(), request.headers.get("Origin"), refusal.status != 403)
         response = web.StreamResponse(
@@ -195,7 +197,7 @@ class Gateway:
         try:
             await response.prepare(request)
             await response.write(f"retry: {self.settings.retry_ms}\n\n".encode())
-            self.fanout.subscribe(subscriber)
+            self.fanout.subscribe(subscriber, newest)
             if self.closing:  # shutdown began while this stream was starting
                 subscriber.close()
             while True:
@@ -229,14 +231,14 @@ class Gateway:
             cursor = _cursor("after", request.query.get("after"))
             if not socket.can_prepare(request).ok:
                 raise Refused(400, "GET /ws needs a WebSocket upgrade (use /stream for Server-Sent Events)")
-            subscriber = await self._admit(request, cursor or 0)
+            subscriber, newest = await self._admit(request, cursor or 0)
         except Refused as refusal:
             return refusal.response()
         incoming: asyncio.Task[None] | None = None
         try:
             await socket.prepare(request)
             incoming = asyncio.create_task(_read_until_closed(socket, subscriber))
-            self.fanout.subscribe(subscriber)
+            self.fanout.subscribe(subscriber, newest)
             if self.closing:
                 subscriber.close()
             while not socket.closed:

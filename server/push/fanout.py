@@ -1,32 +1,45 @@
 """Fan-out: which open streams belong to which user, and what each is owed.
 
 Each open stream is a ``Subscriber`` with a cursor (the last ``seq`` handed
-to it). A wake-up for a user (a NOTIFY, a new stream, the periodic
-re-check) starts at most one read of that user's notifications after the
-smallest cursor among their streams; each stream then gets the rows past its
-own cursor. Wake-ups that arrive while a read runs make it read once more,
-so a notification committed during a read is never left behind.
+to it). A wake-up for a user (a NOTIFY, a new stream that is owed something,
+the periodic re-check) marks the user; one reading task reads, in one query,
+every marked user's notifications after the smallest cursor among that
+user's streams, shared by all of them; each stream then gets the rows past
+its own cursor (their JSON text is made once, by the read). Users woken
+while a read runs are read by the next one, so a notification committed
+during a read is never left behind, and a burst of wake-ups (or a gateway
+that fell behind) costs a few larger reads rather than a queue of small ones.
+
+A new stream whose cursor is already at the user's newest (read with its
+session, or heard in a NOTIFY since) costs no read: most streams of a busy
+gateway start that way, and ten thousand catch-up reads at once would queue
+every live delivery behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
-from .store import Item, UserState
+from .store import Item, UserState, Wakeup
 
 __all__ = ["Fanout", "Subscriber"]
 
 log = logging.getLogger(__name__)
 
 
+#: The most users one read asks about.
+READ_BATCH = 1000
+
+
 class Reader(Protocol):
-    async def notifications_after(self, user_id: int, after: int) -> list[Item]: ...
+    async def owed(self, cursors: Mapping[int, int]) -> dict[int, list[Item]]: ...
 
     async def user_states(self, user_ids: Iterable[int]) -> dict[int, UserState]: ...
 
@@ -62,14 +75,19 @@ class Subscriber:
         return taken
 
     async def wait(self, seconds: float) -> bool:
-        """Wait for items or a close; False if ``seconds`` passed first."""
+        """Wait for items or a close; False if ``seconds`` passed first.
+
+        A timer sets the event (rather than ``asyncio.wait_for``, which makes
+        and cancels a task per wait: with thousands of streams whose
+        heartbeats come due, that is much of a busy gateway's time)."""
         if self.pending or self.closing:
             return True
+        timer = asyncio.get_running_loop().call_later(seconds, self.wakeup.set)
         try:
-            await asyncio.wait_for(self.wakeup.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+            await self.wakeup.wait()
+        finally:
+            timer.cancel()
+        return bool(self.pending or self.closing)
 
     def close(self) -> None:
         self.closing = True
@@ -87,13 +105,24 @@ class Fanout:
         self._reader = reader
         self._users: dict[int, set[Subscriber]] = {}
         self._dirty: set[int] = set()
-        self._reads: dict[int, asyncio.Task[None]] = {}
+        self._reading: asyncio.Task[None] | None = None
+        #: The newest cursor a NOTIFY named, per user (since the last re-check, for users with no stream).
+        self._heard: dict[int, int] = {}
         self.reads = 0
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Hold ``subscriber`` and read what it is owed already (its catch-up)."""
+    def subscribe(self, subscriber: Subscriber, newest: int | None = None) -> None:
+        """Hold ``subscriber`` and read what it is owed already (its catch-up), if anything:
+        ``newest`` is the user's newest cursor read before (None: unknown, read)."""
         self._users.setdefault(subscriber.user_id, set()).add(subscriber)
-        self.wake(subscriber.user_id)
+        known = max(newest, self._heard.get(subscriber.user_id, 0)) if newest is not None else None
+        if known is None or known > subscriber.cursor:
+            self.wake(subscriber.user_id)
+
+    def heard(self, wakeup: Wakeup) -> None:
+        """A NOTIFY: remember its cursor (a stream may be starting), wake the user's streams."""
+        if wakeup.seq > self._heard.get(wakeup.user, 0):
+            self._heard[wakeup.user] = wakeup.seq
+        self.wake(wakeup.user)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         held = self._users.get(subscriber.user_id)
@@ -121,8 +150,8 @@ class Fanout:
         if user_id not in self._users:
             return
         self._dirty.add(user_id)
-        if user_id not in self._reads:
-            self._reads[user_id] = asyncio.create_task(self._read(user_id), name=f"read-user-{user_id}")
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read(), name="read-owed")
 
     def wake_all(self) -> None:
         for user_id in list(self._users):
@@ -137,6 +166,9 @@ class Fanout:
     async def recheck(self) -> None:
         """Wake the users whose newest cursor is past one of their streams' (a missed NOTIFY);
         end the streams whose session was signed out since they opened."""
+        # What was heard for users with no stream matters only to streams starting now;
+        # one that starts past this point and misses it is found by the next re-check.
+        self._heard = {user: seq for user, seq in self._heard.items() if user in self._users}
         if not self._users:
             return
         asked = list(self._users)
@@ -159,28 +191,28 @@ class Fanout:
             await asyncio.sleep(seconds)
             await self.recheck()
 
-    async def _read(self, user_id: int) -> None:
+    async def _read(self) -> None:
+        """Read for the marked users, a batch at a time, until none is left."""
         try:
-            while user_id in self._dirty:
-                self._dirty.discard(user_id)
-                held = self._users.get(user_id)
-                if not held:
-                    break
-                after = min(subscriber.cursor for subscriber in held)
+            while self._dirty:
+                batch = [user for user in self._dirty if user in self._users][:READ_BATCH]
+                self._dirty.difference_update(batch)
+                self._dirty.intersection_update(self._users)  # users whose streams all ended
+                cursors = {user: min(s.cursor for s in self._users[user]) for user in batch}
                 try:
-                    items = await self._reader.notifications_after(user_id, after)
-                except (SQLAlchemyError, OSError) as exc:
-                    # The periodic re-check finds the user behind and reads again.
-                    log.warning("reading user %d's notifications failed: %s", user_id, exc)
+                    found = await self._reader.owed(cursors)
+                except (SQLAlchemyError, psycopg.Error, OSError) as exc:
+                    # The periodic re-check finds these users behind and reads again.
+                    log.warning("reading %d users' notifications failed: %s", len(batch), exc)
                     break
                 self.reads += 1
-                for subscriber in list(self._users.get(user_id, ())):
-                    subscriber.offer(items)
+                for user, items in found.items():
+                    for subscriber in list(self._users.get(user, ())):
+                        subscriber.offer(items)
         finally:
-            del self._reads[user_id]
+            self._reading = None
 
     async def drain(self) -> None:
-        """Wait for the reads running now (at shutdown)."""
-        running = list(self._reads.values())
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        """Wait for the read running now (at shutdown)."""
+        if self._reading is not None:
+            await asyncio.gather(self._reading, return_exceptions=True)

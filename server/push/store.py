@@ -1,7 +1,11 @@
-"""The gateway's database side: reads through a small pool, and one LISTEN connection.
+"""The gateway's database side: a small pool, one reading connection, one LISTEN connection.
 
-Reads use the app's own tables (``server.messaging.models``) through an
-asyncio SQLAlchemy engine on psycopg 3. The listener is a plain psycopg
+Session look-ups and the periodic re-check use the app's own tables
+(``server.messaging.models``) through an asyncio SQLAlchemy engine on
+psycopg 3. What woken users are owed is read on a connection of its own
+with one prepared statement for a whole batch of users (``owed``): one round
+trip however many users a burst of NOTIFYs woke, and none of the cost of
+building a query per user. The listener is a plain psycopg
 ``AsyncConnection`` in autocommit mode that runs ``LISTEN notifications``
 and reports each ``NOTIFY`` payload ``{"user": <id>, "seq": <cursor>}``.
 """
@@ -12,26 +16,48 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from server.messaging.models import Notification, User
+from server.messaging.models import User
 
 from .settings import NOTIFY_CHANNEL
 
-__all__ = ["Item", "Listener", "Store", "UserState", "conninfo", "listener_name", "parse_wakeup"]
+__all__ = [
+    "OWED_QUERY",
+    "Item",
+    "Listener",
+    "SessionUser",
+    "Store",
+    "UserState",
+    "Wakeup",
+    "conninfo",
+    "listener_name",
+    "parse_wakeup",
+]
 
 log = logging.getLogger(__name__)
 
-#: How many user ids one re-check query asks about.
-_RECHECK_CHUNK = 2000
+#: The notifications owed to a batch of users: each user's rows past that user's cursor, in order.
+OWED_QUERY = """
+SELECT n.user_id, n.seq, n.name, n.payload_json, n.timestamp
+FROM unnest(%s::integer[], %s::integer[]) AS owed (user_id, after)
+JOIN notification AS n ON n.user_id = owed.user_id AND n.seq > owed.after
+ORDER BY n.user_id, n.seq
+"""
+
+#: Built once (building a SQLAlchemy statement costs more than running it).
+_SESSION_USER = select(User.id, User.notification_counter).where(User.session_token == bindparam("token"))
+#: The users as one array parameter: an IN list of thousands of placeholders costs
+#: the driver more to convert on every re-check than the database takes to answer.
+_USER_STATES = text('SELECT id, notification_counter, session_token FROM "user" WHERE id = ANY(:ids)')
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,22 @@ class UserState:
     session_token: str
 
 
+@dataclass(frozen=True)
+class SessionUser:
+    """The user a session token names, and that user's newest cursor when it was read."""
+
+    user_id: int
+    counter: int
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """A NOTIFY: ``user`` has a notification with cursor ``seq`` (0: the payload named none)."""
+
+    user: int
+    seq: int = 0
+
+
 class Store:
     """Reads of the app's database (the source of truth), a few connections at most."""
 
@@ -68,48 +110,68 @@ class Store:
             pool_pre_ping=True,
             pool_timeout=30,
         )
+        self._conninfo = conninfo(database_url)
+        self._reader: psycopg.AsyncConnection[Any] | None = None
 
-    async def user_for_token(self, token: str) -> int | None:
-        """The id of the user whose ``session_token`` this is, if any."""
+    async def session_user(self, token: str) -> SessionUser | None:
+        """The user whose ``session_token`` this is (if any), with their newest cursor:
+        a stream whose cursor is already there is owed nothing yet, and needs no read."""
         async with self.engine.connect() as connection:
-            found = await connection.scalar(select(User.id).where(User.session_token == token))
-        return None if found is None else int(found)
+            found = (await connection.execute(_SESSION_USER, {"token": token})).first()
+        return None if found is None else SessionUser(int(found[0]), int(found[1] or 0))
 
-    async def notifications_after(self, user_id: int, after: int) -> list[Item]:
-        """The user's notifications with a cursor above ``after``, in cursor order."""
-        query = (
-            select(Notification.seq, Notification.name, Notification.payload_json, Notification.timestamp)
-            .where(Notification.user_id == user_id, Notification.seq > after)
-            .order_by(Notification.seq)
-        )
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
-        return [item(*row) for row in rows]
+    async def owed(self, cursors: Mapping[int, int]) -> dict[int, list[Item]]:
+        """Each user's notifications with a cursor above theirs (``cursors``: user id -> cursor),
+        in cursor order; users owed nothing are absent. One query, on the reading connection
+        (opened again if it was lost; psycopg.Error/OSError if the database does not answer)."""
+        if not cursors:
+            return {}
+        if self._reader is None or self._reader.closed:
+            self._reader = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, application_name=f"server.push reader {os.getpid()}"
+            )
+        users = list(cursors)
+        try:
+            result = await self._reader.execute(OWED_QUERY, (users, [cursors[u] for u in users]), prepare=True)
+            rows = await result.fetchall()
+        except (psycopg.OperationalError, OSError):
+            await self._reader.close()
+            raise
+        found: dict[int, list[Item]] = {}
+        for user_id, seq, name, payload_json, timestamp in rows:
+            found.setdefault(int(user_id), []).append(item(int(seq), name, payload_json, float(timestamp)))
+        return found
 
     async def user_states(self, user_ids: Iterable[int]) -> dict[int, UserState]:
-        """Each user's newest cursor and session token, asked in chunks (deleted users: absent)."""
-        ids = list(user_ids)
+        """Each user's newest cursor and session token (deleted users: absent)."""
         found: dict[int, UserState] = {}
         async with self.engine.connect() as connection:
-            for start in range(0, len(ids), _RECHECK_CHUNK):
-                chunk = ids[start : start + _RECHECK_CHUNK]
-                query = select(User.id, User.notification_counter, User.session_token).where(User.id.in_(chunk))
-                for user_id, counter, token in (await connection.execute(query)).all():
-                    found[int(user_id)] = UserState(int(counter or 0), str(token))
+            for user_id, counter, token in (await connection.execute(_USER_STATES, {"ids": list(user_ids)})).all():
+                found[int(user_id)] = UserState(int(counter or 0), str(token))
         return found
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
         await self.engine.dispose()
 
 
-def parse_wakeup(payload: str) -> int | None:
-    """The user id a NOTIFY payload names, or None if it names none."""
+def parse_wakeup(payload: str) -> Wakeup | None:
+    """The user (and cursor) a NOTIFY payload names, or None if it names no user."""
     try:
         data = json.loads(payload)
     except ValueError:
         return None
-    user = data.get("user") if isinstance(data, dict) else None
-    return user if isinstance(user, int) and not isinstance(user, bool) else None
+    if not isinstance(data, dict):
+        return None
+    user, seq = data.get("user"), data.get("seq")
+    if not _whole(user):
+        return None
+    return Wakeup(user, seq if _whole(seq) else 0)
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def conninfo(database_url: str) -> str:
@@ -133,7 +195,7 @@ def listener_name(pid: int) -> str:
 class Listener:
     """One ``LISTEN`` connection, reconnected when it drops.
 
-    ``on_wakeup(user_id)`` runs for each NOTIFY that names a user;
+    ``on_wakeup(wakeup)`` runs for each NOTIFY that names a user;
     ``on_connected()`` after each (re)connection, since NOTIFYs sent while it
     was away are lost: the caller re-reads everything then.
     """
@@ -141,7 +203,7 @@ class Listener:
     def __init__(
         self,
         database_url: str,
-        on_wakeup: Callable[[int], None],
+        on_wakeup: Callable[[Wakeup], None],
         on_connected: Callable[[], None],
         *,
         channel: str = NOTIFY_CHANNEL,
@@ -180,9 +242,9 @@ class Listener:
             self._on_connected()
             log.info("listening to PostgreSQL channel %r", self._channel)
             async for notice in connection.notifies():
-                user_id = parse_wakeup(notice.payload)
-                if user_id is None:
+                wakeup = parse_wakeup(notice.payload)
+                if wakeup is None:
                     log.warning("ignored a NOTIFY that names no user: %.200r", notice.payload)
                     continue
                 self.wakeups += 1
-                self._on_wakeup(user_id)
+                self._on_wakeup(wakeup)

@@ -1,17 +1,18 @@
 """Fixtures of the push gateway's tests: a throwaway PostgreSQL server, the real
-Flask app on it (users, sessions and messages come from there), and real
-gateway processes on free ports."""
+Flask app on it (users, sessions and messages come from there), real gateway
+processes on free ports, two signed-in users and an HTTP client."""
 
 from __future__ import annotations
 
 import json
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
-from push_helpers import SECRET_KEY
+from push_helpers import SECRET_KEY, Person, sign_up
 
 from course.postgres_server import PostgreSQLServer, start_postgresql
 from course.servers import FAST_HASH, ServerHandle, start_messaging_app, start_server
@@ -88,3 +89,20 @@ def start_gateway(database_url: str, messaging_app: ServerHandle) -> Iterator[St
 def gateway(start_gateway: StartGateway) -> ServerHandle:
     """A gateway that only a NOTIFY wakes (its periodic re-check is an hour apart)."""
     return start_gateway("--recheck", "3600", "--heartbeat", "0.5")
+
+
+@pytest.fixture
+async def people(messaging_app: ServerHandle, database_url: str) -> AsyncIterator[tuple[Person, Person]]:
+    """Alice and Bob, registered and signed in at the app (each with a session of their own)."""
+    alice = await sign_up(messaging_app.url, database_url, "alice")
+    bob = await sign_up(messaging_app.url, database_url, "bob")
+    yield alice, bob
+    await alice.session.close()
+    await bob.session.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP client with no cookies of its own (tests pass a person's headers)."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -62,12 +62,6 @@ async def bob(messaging_app: ServerHandle, database_url: str) -> AsyncIterator[P
     await person.session.close()
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def status_of(client: aiohttp.ClientSession, url: str, cookie: str | None, **headers: str) -> int:
     """The status /stream or /ws answers (a WebSocket upgrade: 101)."""
     if cookie is not None:

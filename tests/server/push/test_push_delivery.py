@@ -9,30 +9,11 @@ only once an hour, so what arrives here arrived by that NOTIFY.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from push_helpers import EventReader, Person, app_notifications, send, sign_up
-
-from course.servers import ServerHandle
+from push_helpers import EventReader, app_notifications, send
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def people(messaging_app: ServerHandle, database_url: str) -> AsyncIterator[tuple[Person, Person]]:
-    alice = await sign_up(messaging_app.url, database_url, "alice")
-    bob = await sign_up(messaging_app.url, database_url, "bob")
-    yield alice, bob
-    await alice.session.close()
-    await bob.session.close()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_sse_delivers_what_the_app_committed_in_the_app_s_event_format(
@@ -165,3 +146,25 @@ async def test_unknown_paths_and_methods_are_json_errors(gateway, client):
     async with client.get(f"{gateway.url}/ws") as response:  # no upgrade, and no cookie
         assert response.status in (400, 401)
         assert "error" in await response.json()
+
+
+async def test_a_stream_owed_nothing_costs_no_read_and_still_gets_the_next_message(
+    start_gateway, messaging_app, database_url, people, client
+):
+    alice, bob = people
+    await send(messaging_app.url, database_url, alice, bob)
+    (latest,) = await app_notifications(messaging_app.url, bob)
+    gateway = start_gateway("--recheck", "3600")  # its own: /healthz counts this process's reads
+    up_to_date = {**bob.headers, "Last-Event-ID": str(latest["id"])}
+    async with client.get(f"{gateway.url}/stream", headers=up_to_date) as current:
+        current_events = EventReader(current)
+        await current_events.next()  # held now
+        async with client.get(f"{gateway.url}/healthz") as health:
+            assert (await health.json())["reads"] == 0  # its cursor was the newest: nothing to read
+        async with client.get(f"{gateway.url}/stream", headers=bob.headers) as behind:  # from 0: owed one
+            assert json.loads((await EventReader(behind).next_data()).fields["data"]) == latest
+        async with client.get(f"{gateway.url}/healthz") as health:
+            assert (await health.json())["reads"] == 1  # that one, and none for the stream up to date
+        await send(messaging_app.url, database_url, alice, bob)
+        event = await current_events.next_data()
+    assert int(event.fields["id"]) == latest["id"] + 1

@@ -6,32 +6,16 @@ import asyncio
 import itertools
 import json
 import socket
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from push_helpers import EventReader, Person, app_notifications, query, send, sign_up, write_without_notify
+from push_helpers import EventReader, app_notifications, query, send, write_without_notify
 
 from course.servers import ServerHandle
 from server.push.app import RECONNECT_MS
 from server.push.store import listener_name
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def people(messaging_app: ServerHandle, database_url: str) -> AsyncIterator[tuple[Person, Person]]:
-    alice = await sign_up(messaging_app.url, database_url, "alice")
-    bob = await sign_up(messaging_app.url, database_url, "bob")
-    yield alice, bob
-    await alice.session.close()
-    await bob.session.close()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def health(client: aiohttp.ClientSession, gateway: ServerHandle) -> dict[str, int]:
