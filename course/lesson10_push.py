@@ -10,9 +10,9 @@ process on the same database, served by waitress with few threads: lesson
 
 ``StreamFleet`` holds many streams to the gateway from the notebook's own
 event loop, half Server-Sent Events and half WebSockets, and records how long
-each marked notification took to arrive (the benchmark's writer marks them:
-``write_notifications``, with ``nearest_rank``, re-exported here from
-``course.benchmarks.push``, which owns them).
+each marked notification took to arrive (``write_notifications`` writes them
+as the app does, each with its time of writing; ``nearest_rank`` is the
+benchmark's percentile, re-exported here).
 
     stack = start_push_stack()
     users = stack.add_users(500)
@@ -43,12 +43,11 @@ import aiohttp
 import psutil
 import psycopg
 
-from course.benchmarks.push import NAME as MARKER
-from course.benchmarks.push import create_users, nearest_rank, resident_bytes, session_cookie, write_notifications
+from course.benchmarks.push import create_users, nearest_rank, resident_bytes
 from course.postgres_server import PostgreSQLServer, start_postgresql
 from course.servers import FAST_HASH, ServerHandle, ServerStartError, free_port, json_identity, start_server
+from server.cli import raise_open_file_limit
 from server.messaging.hub import NOTIFY_CHANNEL, notify_payload
-from server.push.serving import raise_open_file_limit
 from server.push.store import conninfo
 
 __all__ = [
@@ -68,6 +67,27 @@ __all__ = [
 
 #: How many streams the fleet opens at once while it grows.
 OPEN_AT_ONCE = 100
+#: The name of the notifications ``write_notifications`` writes (the fleet times only these).
+MARKER = "lesson10_note"
+
+
+async def write_notifications(database_url: str, user_ids: Sequence[int], rate: float, seconds: float) -> int:
+    """``rate`` notifications a second to the users in turn, for ``seconds``; returns how many.
+
+    Each is what the app's writer does, in one transaction: the user's next
+    cursor, the notification row (named ``MARKER``, its data the time it was
+    written), and the ``NOTIFY`` that PostgreSQL delivers on commit.
+    """
+    count = int(rate * seconds)
+    start = time.monotonic()
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url)) as connection:
+        for n in range(count):
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await _write_notification(connection, user_ids[n % len(user_ids)], MARKER, {"sent": time.time(), "n": n})
+    return count
+
 
 
 @dataclass(frozen=True)
@@ -116,8 +136,7 @@ class PushStack:
 
     def add_users(self, count: int) -> list[SimUser]:
         """``count`` new users, each with a signed session cookie (no logins: they are cheap)."""
-        made = create_users(self.database_url, count)
-        return [SimUser(user_id, session_cookie(self.secret_key, token)) for user_id, token in made]
+        return [SimUser(user.user_id, user.cookie) for user in create_users(self.database_url, count, self.secret_key)]
 
     def user_id(self, username: str) -> int:
         """The id of the user called ``username`` (LookupError if there is none)."""
@@ -476,6 +495,35 @@ async def open_flask_streams(app_url: str, users: Sequence[SimUser]) -> HeldStre
 # -- numbered notifications, written as the app's writer does ----------------------------------
 
 
+async def _write_notification(
+    connection: psycopg.AsyncConnection[Any], user_id: int, name: str, data: dict[str, Any] | None
+) -> int:
+    """One notification for ``user_id`` as ``User.add_notification`` writes it, in a transaction of
+    its own: the next cursor, the row (replacing one of the same name), the ``NOTIFY`` sent on commit.
+    With ``data`` None the row is named ``<name>_<cursor>`` and holds ``{"n": cursor}``; returns the cursor."""
+    async with connection.transaction():
+        row = await (
+            await connection.execute(
+                'UPDATE "user" SET notification_counter = notification_counter + 1 WHERE id = %s '
+                "RETURNING notification_counter",
+                (user_id,),
+            )
+        ).fetchone()
+        if row is None:
+            raise LookupError(f"no user with id {user_id}")
+        seq = int(row[0])
+        if data is None:
+            name, data = f"{name}_{seq}", {"n": seq}
+        await connection.execute(
+            "INSERT INTO notification (name, user_id, seq, timestamp, payload_json) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, name) DO UPDATE SET seq = excluded.seq, "
+            "timestamp = excluded.timestamp, payload_json = excluded.payload_json",
+            (name, user_id, seq, time.time(), json.dumps(data)),
+        )
+        await connection.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify_payload(user_id, seq)))
+    return seq
+
+
 async def write_notes(database_url: str, user_id: int, count: int, prefix: str = "note") -> list[int]:
     """Write ``count`` notifications named ``<prefix>_<cursor>`` for ``user_id``, each in a
     transaction of its own with its ``NOTIFY`` (what ``User.add_notification`` does); their cursors.
@@ -486,23 +534,7 @@ async def write_notes(database_url: str, user_id: int, count: int, prefix: str =
     cursors: list[int] = []
     async with await psycopg.AsyncConnection.connect(conninfo(database_url)) as connection:
         for _ in range(count):
-            async with connection.transaction():
-                row = await (
-                    await connection.execute(
-                        'UPDATE "user" SET notification_counter = notification_counter + 1 WHERE id = %s '
-                        "RETURNING notification_counter",
-                        (user_id,),
-                    )
-                ).fetchone()
-                if row is None:
-                    raise LookupError(f"no user with id {user_id}")
-                seq = int(row[0])
-                await connection.execute(
-                    "INSERT INTO notification (name, user_id, seq, timestamp, payload_json) "
-                    "VALUES (%s, %s, %s, %s, %s)",
-                    (f"{prefix}_{seq}", user_id, seq, time.time(), json.dumps({"n": seq})),
-                )
-                await connection.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify_payload(user_id, seq)))
+            seq = await _write_notification(connection, user_id, prefix, None)
             cursors.append(seq)
     return cursors
 

@@ -71,7 +71,7 @@ from yarl import URL
 
 from course import notify
 from course.postgres_server import PostgreSQLNotFound, PostgreSQLServer, start_postgresql
-from course.servers import FAST_HASH, ServerHandle, _json_identity, start_server
+from course.servers import FAST_HASH, ServerHandle, json_identity, start_server
 from server.cli import raise_open_file_limit
 from server.push.settings import ConfigError, database_url_from_env
 from server.push.store import conninfo
@@ -542,7 +542,7 @@ def measure_gateway(
         "server.push",
         ["--workers", str(args.workers), "--max-connections", str(per_worker), "--max-per-user", "0"],
         port=None,
-        identify=_json_identity("/healthz", "push"),
+        identify=json_identity("/healthz", "push"),
         env={"DATABASE_URL": database_url, "SECRET_KEY": secret_key},
         reuse=False,
         timeout=120,
@@ -848,7 +848,7 @@ def run_benchmark(args: argparse.Namespace, database_url: str, notes: list[str])
             "server.messaging",
             ["--workers", str(args.app_workers), "--threads", str(args.flask_threads)],
             port=None,
-            identify=_json_identity("/healthz", "messaging"),
+            identify=json_identity("/healthz", "messaging"),
             env={
                 "DATABASE_URL": database_url,
                 "MESSAGING_INSTANCE_PATH": folder,

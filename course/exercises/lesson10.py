@@ -356,18 +356,19 @@ RESUME_WANT = BEFORE - RESUME_AFTER + DURING_RUN + WHILE_DOWN + AFTER_RESTART
 
 
 async def _drive_resume(answer: Any) -> None:
-    from course.benchmarks.push import create_users, session_cookie
+    from course.benchmarks.push import create_users
     from course.lesson10_push import stored_notes, write_notes
     from course.servers import free_port
 
     database_url = await asyncio.to_thread(_checker_database)
-    ((user_id, token),) = await asyncio.to_thread(create_users, database_url, 1)
+    (user,) = await asyncio.to_thread(create_users, database_url, 1, SECRET_KEY)
+    user_id = user.user_id
     await write_notes(database_url, user_id, BEFORE)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     first, second = _Gateway(database_url, port), _Gateway(database_url, port)
     await first.start()
-    headers = {"Cookie": f"session={session_cookie(SECRET_KEY, token)}"}
+    headers = {"Cookie": f"session={user.cookie}"}
     session = aiohttp.ClientSession(headers=headers)
     client = asyncio.ensure_future(answer(session, url, RESUME_AFTER, RESUME_WANT))
     try:

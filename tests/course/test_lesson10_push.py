@@ -9,7 +9,6 @@ import aiohttp
 import pytest
 
 from course import notify
-from course.benchmarks.push import write_notifications
 from course.lesson10_push import (
     PushStack,
     StreamFleet,
@@ -18,6 +17,7 @@ from course.lesson10_push import (
     start_push_stack,
     stored_notes,
     write_notes,
+    write_notifications,
 )
 
 
