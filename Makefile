@@ -17,7 +17,7 @@ help:
 	@echo "make instructor - JupyterLab on notebooks/ (committed outputs, for presenting)"
 	@echo "make test   - set up (first time) and run every test: lint and types first, then unit, browser, notebooks"
 	@echo "make lint   - ruff (lint) and mypy (types) only"
-	@echo "make bench  - the benchmarks (mock API server, messaging transports, client framework)"
+	@echo "make bench  - the benchmarks (mock API server, messaging transports, client framework, fleet on Redis, push gateway on PostgreSQL)"
 	@echo "make learner - the learners' copy of the lessons in learner/ (no outputs, solutions hidden)"
 	@echo "make site  - the course website in build/site/ (from the committed outputs; offline; open build/site/index.html)"
 	@echo "make slides - one offline reveal.js deck per lesson in build/slides/ (from the committed outputs)"
@@ -99,7 +99,7 @@ test: lint chromium postgresql redis
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
-bench: $(STAMP) postgresql
+bench: $(STAMP) postgresql redis
 	$(BIN)/python -m course.benchmarks.mockapi
 	$(BIN)/python -m course.benchmarks.messaging
 	$(BIN)/python -m course.bench
