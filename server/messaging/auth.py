@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from .database import write_transaction
 from .extensions import db
 from .forms import LoginForm, LogoutForm, RegistrationForm
 from .models import User, password_matches
+from .notices import notice
 from .passwords import HasherBusy
 from .throttle import LoginThrottle, LoginThrottled
 
@@ -40,7 +41,7 @@ def register() -> str | Response | tuple[str, int, dict[str, str]]:
             return _refused(form, "auth/register.html", "Register", str(busy), 503, busy.retry_after)
         db.session.add(user)
         db.session.commit()
-        flash("You are registered. Sign in to start.")
+        notice("You are registered. Sign in to start.")
         return redirect(url_for("auth.login"))
     return render_template("auth/register.html", title="Register", form=form)
 
@@ -58,7 +59,7 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
         except HasherBusy as busy:
             return _refused(form, "auth/login.html", "Sign in", f"{busy}.", 503, busy.retry_after)
         if user is None:
-            flash("Invalid username or password.")
+            notice("Invalid username or password.")
             return redirect(url_for("auth.login"))
         login_user(user, remember=form.remember_me.data)
         return redirect(_safe_next(request.args.get("next")))
@@ -80,7 +81,7 @@ def _refused(
     form: FlaskForm, template: str, title: str, reason: str, status: int, retry_after: int
 ) -> tuple[str, int, dict[str, str]]:
     """The form again, saying why, with ``status`` and ``Retry-After``."""
-    flash(reason)
+    notice(reason)
     page = render_template(template, title=title, form=form)
     return page, status, {"Retry-After": str(retry_after)}
 
@@ -106,7 +107,7 @@ def logout() -> str | Response:
             if user is not None:
                 user.revoke_sessions()
         logout_user()
-        flash("You are signed out.")
+        notice("You are signed out.")
         return redirect(url_for("main.index"))
     return render_template("auth/logout.html", title="Sign out", form=form)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -14,6 +14,7 @@ from .extensions import db
 from .forms import MessageForm
 from .inbox import mark_messages_read, send_message
 from .models import User
+from .notices import notice
 
 bp = Blueprint("main", __name__)
 
@@ -65,7 +66,7 @@ def send_message_page(recipient: str) -> str | Response:
     form = MessageForm()
     if form.validate_on_submit():
         send_message(current_user, to, form.message.data or "")
-        flash("Your message has been sent.")
+        notice("Your message has been sent.")
         return redirect(url_for("main.user", username=recipient))
     return render_template("send_message.html", title="Send message", form=form, recipient=recipient)
 

@@ -58,8 +58,8 @@ async def browser() -> AsyncIterator[object]:
 
 @pytest.fixture(scope="session")
 def postgresql() -> Iterator[object]:
-    """A throwaway PostgreSQL server (see tests/server/messaging/postgresql_server.py)."""
-    from postgresql_server import start_postgresql
+    """A throwaway PostgreSQL server (``course.postgres_server``)."""
+    from course.postgres_server import start_postgresql
 
     server = start_postgresql()
     yield server

@@ -132,6 +132,22 @@ def test_sending_stores_the_message_flashes_and_redirects_to_the_profile(app, al
         )
 
 
+def test_posting_without_reading_pages_keeps_the_session_cookie_small(alice):
+    """A script that reads the form once, then only posts: one notice waits, not one per message
+    (each would be signed into the cookie on every request, and browsers refuse a cookie past 4 KB)."""
+    token = csrf_token(alice.get("/send_message/bob").text)
+    sizes = []
+    for n in range(40):
+        answer = alice.client.post("/send_message/bob", data={"message": f"message {n}", "csrf_token": token})
+        assert answer.status_code == 302
+        cookie = alice.client.get_cookie("session")
+        assert cookie is not None
+        sizes.append(len(cookie.value))
+    assert sizes[-1] <= sizes[0] + 64, f"the session cookie grew from {sizes[0]} to {sizes[-1]} bytes"
+    page = alice.get("/user/bob").text
+    assert page.count("Your message has been sent.") == 1
+
+
 def test_unknown_recipient_is_404(app, alice):
     assert alice.get("/send_message/nobody").status_code == 404
     token_page = alice.get("/send_message/bob")
